@@ -1,0 +1,179 @@
+//! The apply step: committed Raft entries, in order, become changes to the store.
+//!
+//! A batch of entries is applied in one backend transaction, together with the applied index and term,
+//! so replaying the log after a crash skips exactly what the backend already holds. Apply is pure: no
+//! clock, no randomness, no network; every member computes the same store from the same entries.
+
+use crate::backend::{self, Backend, META, meta};
+use crate::error::StateError;
+use crate::mvcc::{self, Change, KeySpan, ReadView, Reader, WriteView};
+use keel_api::EtcdError;
+use keel_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
+};
+use keel_api::keelpb::InternalRequest;
+use keel_api::keelpb::internal_request::Request;
+use prost::Message;
+use std::path::Path;
+
+/// One committed log entry; `data` is an encoded [`InternalRequest`], or empty for Raft's own entries.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub index: u64,
+    pub term: u64,
+    pub data: &'a [u8],
+}
+
+/// What applying a client request produced, for the caller waiting on `id`.
+#[derive(Debug)]
+pub struct Applied {
+    pub id: u64,
+    pub index: u64,
+    pub result: Result<Response, EtcdError>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+}
+
+/// Where the state machine stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppliedState {
+    pub index: u64,
+    pub term: u64,
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
+/// The result of applying a batch.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub applied: Vec<Applied>,
+    pub changes: Vec<Change>,
+}
+
+pub struct StateMachine {
+    backend: Backend,
+    state: AppliedState,
+}
+
+impl StateMachine {
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let backend = Backend::open(path)?;
+        let view = ReadView::open(&backend)?;
+        let transaction = backend.begin_read()?;
+        let meta_table = transaction.open_table(META)?;
+        let state = AppliedState {
+            index: backend::read_u64(&meta_table, meta::APPLIED_INDEX)?,
+            term: backend::read_u64(&meta_table, meta::APPLIED_TERM)?,
+            revision: view.revision(),
+            compact_revision: view.compact_revision(),
+        };
+        Ok(StateMachine { backend, state })
+    }
+
+    pub fn state(&self) -> AppliedState {
+        self.state
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// A consistent read snapshot as of the last applied batch.
+    pub fn read(&self) -> Result<ReadView, StateError> {
+        ReadView::open(&self.backend)
+    }
+
+    /// The Raft configuration last stored with [`StateMachine::store_conf_state`] (opaque bytes).
+    pub fn conf_state(&self) -> Result<Option<Vec<u8>>, StateError> {
+        let transaction = self.backend.begin_read()?;
+        let table = transaction.open_table(META)?;
+        Ok(table.get(meta::CONF_STATE)?.map(|value| value.value().to_vec()))
+    }
+
+    pub fn store_conf_state(&mut self, conf_state: &[u8]) -> Result<(), StateError> {
+        let transaction = self.backend.begin_write(true)?;
+        transaction.open_table(META)?.insert(meta::CONF_STATE, conf_state)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Applies committed entries in order. Entries at or below the applied index are skipped (replay).
+    /// With `durable`, the backend commit reaches the disk before this returns.
+    pub fn apply(&mut self, entries: &[Entry<'_>], durable: bool) -> Result<BatchOutcome, StateError> {
+        let mut outcome = BatchOutcome::default();
+        let fresh: Vec<&Entry<'_>> = entries.iter().filter(|entry| entry.index > self.state.index).collect();
+        let Some(last) = fresh.last() else { return Ok(outcome) };
+        let (last_index, last_term) = (last.index, last.term);
+        let transaction = self.backend.begin_write(durable)?;
+        {
+            let mut view = WriteView::open(&transaction)?;
+            for entry in &fresh {
+                if entry.data.is_empty() {
+                    continue;
+                }
+                let request = InternalRequest::decode(entry.data)
+                    .map_err(|error| StateError::BadEntry { index: entry.index, reason: error.to_string() })?;
+                let result = apply_request(&mut view, request.request)?;
+                outcome.applied.push(Applied { id: request.id, index: entry.index, result });
+            }
+            view.write_meta(meta::APPLIED_INDEX, last_index)?;
+            view.write_meta(meta::APPLIED_TERM, last_term)?;
+            outcome.changes = view.take_changes();
+            self.state.revision = view.revision();
+            self.state.compact_revision = view.compact_revision();
+        }
+        transaction.commit()?;
+        self.state.index = last_index;
+        self.state.term = last_term;
+        Ok(outcome)
+    }
+
+    /// Makes everything applied so far durable in the backend.
+    pub fn persist(&mut self) -> Result<(), StateError> {
+        let transaction = self.backend.begin_write(true)?;
+        transaction.commit()?;
+        Ok(())
+    }
+}
+
+/// Applies one request; a request error leaves the store unchanged and goes back to the caller.
+fn apply_request(view: &mut WriteView<'_>, request: Option<Request>) -> Result<Result<Response, EtcdError>, StateError> {
+    view.begin();
+    let result = match request {
+        Some(Request::Put(put)) => mvcc::check_put(view, &put).and_then(|()| mvcc::apply_put(view, &put).map(Response::Put)),
+        Some(Request::DeleteRange(delete)) => mvcc::apply_delete(view, &delete).map(Response::DeleteRange),
+        Some(Request::Txn(txn)) => mvcc::plan_txn(view, &txn)
+            .and_then(|plan| mvcc::execute_txn(view, &txn, &plan))
+            .map(|response| Response::Txn(response)),
+        Some(Request::Compaction(compaction)) => compact(view, &compaction).map(Response::Compaction),
+        None => Err(EtcdError::KeyNotFound.into()),
+    };
+    view.end()?;
+    match result {
+        Ok(response) => Ok(Ok(response)),
+        Err(StateError::Request(error)) => Ok(Err(error)),
+        Err(fatal) => Err(fatal),
+    }
+}
+
+fn compact(view: &mut WriteView<'_>, request: &CompactionRequest) -> Result<CompactionResponse, StateError> {
+    view.compact(request.revision)?;
+    Ok(CompactionResponse { header: Some(ResponseHeader { revision: view.revision(), ..Default::default() }) })
+}
+
+/// Whether every key of `span` is absent at the current revision (used by tests and checks).
+pub fn span_is_empty(reader: &impl Reader, span: KeySpan<'_>) -> Result<bool, StateError> {
+    let mut empty = true;
+    let at = reader.revision();
+    reader.scan(span, &mut |_, index| {
+        empty = index.get(at).is_none();
+        Ok(empty)
+    })?;
+    Ok(empty)
+}

@@ -1,0 +1,100 @@
+//! The embedded store: one redb file holding the key index, every retained revision, and the meta keys.
+//!
+//! Tables:
+//! - `key_index`: user key -> encoded [`KeyIndex`](crate::mvcc::key_index::KeyIndex) (its generations).
+//! - `kv`: (main, sub) revision -> encoded `mvccpb.KeyValue` (a tombstone has `create_revision == 0`).
+//! - `meta`: named values: applied index and term, current and compacted revision, conf state.
+//!
+//! Durability: the Raft WAL is what makes a write durable. Most backend commits are made with
+//! `Durability::None` (visible to readers at once, on disk later); every so often a commit is durable,
+//! and after a crash the member replays the WAL from the applied index of the last durable commit.
+//! The applied index is written in the same transaction as the data, so replay is idempotent.
+
+use crate::error::StateError;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use std::path::{Path, PathBuf};
+
+pub(crate) const KEY_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_index");
+pub(crate) const KV: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("kv");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Names of the meta keys.
+pub(crate) mod meta {
+    pub const APPLIED_INDEX: &str = "applied_index";
+    pub const APPLIED_TERM: &str = "applied_term";
+    pub const REVISION: &str = "revision";
+    pub const COMPACT_REVISION: &str = "compact_revision";
+    pub const CONF_STATE: &str = "conf_state";
+}
+
+pub struct Backend {
+    database: Database,
+    path: PathBuf,
+}
+
+impl Backend {
+    /// Opens or creates the backend file; creates the tables so read transactions always find them.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| StateError::Io { path: parent.into(), source })?;
+        }
+        let database = Database::builder().create(path)?;
+        let transaction = database.begin_write()?;
+        transaction.open_table(KEY_INDEX)?;
+        transaction.open_table(KV)?;
+        {
+            let mut meta_table = transaction.open_table(META)?;
+            // As in etcd, an empty store is at revision 1: the first write makes revision 2.
+            if meta_table.get(meta::REVISION)?.is_none() {
+                write_u64(&mut meta_table, meta::REVISION, 1)?;
+            }
+        }
+        transaction.commit()?;
+        Ok(Backend { database, path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, StateError> {
+        Ok(self.database.begin_read()?)
+    }
+
+    /// A write transaction; `durable` decides whether its commit reaches the disk before returning.
+    pub(crate) fn begin_write(&self, durable: bool) -> Result<WriteTransaction, StateError> {
+        let mut transaction = self.database.begin_write()?;
+        if durable {
+            transaction.set_durability(Durability::Immediate)?;
+            // Saves the allocator state with the commit, so reopening after a crash is quick.
+            transaction.set_quick_repair(true);
+        } else {
+            transaction.set_durability(Durability::None)?;
+        }
+        Ok(transaction)
+    }
+
+    /// Size of the backend file in bytes (etcd's `dbSize`).
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|metadata| metadata.len()).unwrap_or(0)
+    }
+
+    /// Bytes of the file that hold live pages (etcd's `dbSizeInUse`). Walks the trees: call it rarely.
+    pub fn size_in_use(&self) -> Result<u64, StateError> {
+        let transaction = self.database.begin_write()?;
+        let stats = transaction.stats()?;
+        transaction.abort()?;
+        Ok(stats.allocated_pages() * stats.page_size() as u64)
+    }
+}
+
+pub(crate) fn read_u64<T: ReadableTable<&'static str, &'static [u8]>>(table: &T, name: &str) -> Result<u64, StateError> {
+    let Some(value) = table.get(name)? else { return Ok(0) };
+    let bytes: [u8; 8] = value.value().try_into().map_err(|_| StateError::Corrupt(format!("meta key {name}")))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+pub(crate) fn write_u64(table: &mut redb::Table<&str, &[u8]>, name: &str, value: u64) -> Result<(), StateError> {
+    table.insert(name, value.to_be_bytes().as_slice())?;
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! Keel's deterministic state machine: what a committed Raft entry does to the store.
+//!
+//! # Layout
+//! - [`backend`]: the redb file, its tables and meta keys, and the durability split (most commits are
+//!   not fsynced; the Raft WAL is what makes writes durable).
+//! - [`mvcc`]: revisions, per-key generations ([`mvcc::key_index`]), range/put/delete/txn, compaction.
+//! - [`lease`]: lease bookkeeping (grant/revoke/expiry arrive with the Lease work).
+//! - [`apply`]: one batch of committed entries -> one backend transaction, applied index included.
+//!
+//! Nothing here knows about tokio, clocks, sockets or Raft: the same entries give the same store.
+
+pub mod apply;
+pub mod backend;
+pub mod error;
+pub mod lease;
+pub mod mvcc;
+mod revision;
+
+pub use apply::{Applied, AppliedState, BatchOutcome, Entry, Response, StateMachine};
+pub use error::StateError;
+pub use revision::Revision;

@@ -1,0 +1,239 @@
+//! The two views of the store: a read snapshot and the apply step's write transaction.
+
+use super::key_index::KeyIndex;
+use super::{Change, KeySpan, Reader};
+use crate::backend::{self, Backend, KEY_INDEX, KV, META, meta};
+use crate::error::StateError;
+use crate::revision::Revision;
+use keel_api::mvccpb::KeyValue;
+use prost::Message;
+use redb::{ReadOnlyTable, ReadableTable, Table, WriteTransaction};
+use std::ops::Bound;
+
+/// The two tables every read needs, over either transaction kind.
+struct Tables<I, K> {
+    index: I,
+    kv: K,
+}
+
+impl<I, K> Tables<I, K>
+where
+    I: ReadableTable<&'static [u8], &'static [u8]>,
+    K: ReadableTable<(u64, u64), &'static [u8]>,
+{
+    fn key_index(&self, key: &[u8]) -> Result<Option<KeyIndex>, StateError> {
+        match self.index.get(key)? {
+            Some(record) => Ok(Some(KeyIndex::decode(record.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan(
+        &self,
+        span: KeySpan<'_>,
+        visit: &mut dyn FnMut(&[u8], &KeyIndex) -> Result<bool, StateError>,
+    ) -> Result<(), StateError> {
+        let (start, end) = match span {
+            KeySpan::Single(key) => (Bound::Included(key), Bound::Included(key)),
+            KeySpan::Range { start, end: None } => (Bound::Included(start), Bound::Unbounded),
+            KeySpan::Range { start, end: Some(end) } => {
+                if end <= start {
+                    return Ok(());
+                }
+                (Bound::Included(start), Bound::Excluded(end))
+            }
+        };
+        for item in self.index.range::<&[u8]>((start, end))? {
+            let (key, record) = item?;
+            let index = KeyIndex::decode(record.value())?;
+            if !visit(key.value(), &index)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn change_at(&self, revision: Revision) -> Result<KeyValue, StateError> {
+        let record = self
+            .kv
+            .get(revision.storage_key())?
+            .ok_or_else(|| StateError::Corrupt(format!("indexed revision {revision:?} is missing")))?;
+        KeyValue::decode(record.value()).map_err(|error| StateError::Corrupt(format!("revision {revision:?}: {error}")))
+    }
+}
+
+/// A consistent snapshot of the store, as of the last backend commit when it was opened.
+pub struct ReadView {
+    tables: Tables<ReadOnlyTable<&'static [u8], &'static [u8]>, ReadOnlyTable<(u64, u64), &'static [u8]>>,
+    revision: i64,
+    compact_revision: i64,
+}
+
+impl ReadView {
+    pub fn open(backend: &Backend) -> Result<Self, StateError> {
+        let transaction = backend.begin_read()?;
+        let meta_table = transaction.open_table(META)?;
+        Ok(ReadView {
+            revision: backend::read_u64(&meta_table, meta::REVISION)? as i64,
+            compact_revision: backend::read_u64(&meta_table, meta::COMPACT_REVISION)? as i64,
+            tables: Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? },
+        })
+    }
+}
+
+impl Reader for ReadView {
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+    fn compact_revision(&self) -> i64 {
+        self.compact_revision
+    }
+    fn key_index(&self, key: &[u8]) -> Result<Option<KeyIndex>, StateError> {
+        self.tables.key_index(key)
+    }
+    fn scan(
+        &self,
+        span: KeySpan<'_>,
+        visit: &mut dyn FnMut(&[u8], &KeyIndex) -> Result<bool, StateError>,
+    ) -> Result<(), StateError> {
+        self.tables.scan(span, visit)
+    }
+    fn change_at(&self, revision: Revision) -> Result<KeyValue, StateError> {
+        self.tables.change_at(revision)
+    }
+}
+
+/// The apply step's view: changes go into one backend write transaction. Changes made between
+/// [`WriteView::begin`] and [`WriteView::end`] share one main revision.
+pub struct WriteView<'t> {
+    tables: Tables<Table<'t, &'static [u8], &'static [u8]>, Table<'t, (u64, u64), &'static [u8]>>,
+    pub(super) meta: Table<'t, &'static str, &'static [u8]>,
+    /// The last committed main revision.
+    committed: i64,
+    /// Sub revision of the next change in the open transaction; 0 means nothing changed yet.
+    next_sub: i64,
+    pub(super) compact_revision: i64,
+    changes: Vec<Change>,
+}
+
+impl<'t> WriteView<'t> {
+    pub fn open(transaction: &'t WriteTransaction) -> Result<Self, StateError> {
+        let meta_table = transaction.open_table(META)?;
+        Ok(WriteView {
+            committed: backend::read_u64(&meta_table, meta::REVISION)? as i64,
+            compact_revision: backend::read_u64(&meta_table, meta::COMPACT_REVISION)? as i64,
+            meta: meta_table,
+            tables: Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? },
+            next_sub: 0,
+            changes: Vec::new(),
+        })
+    }
+
+    /// Starts a write transaction of the store (one client request).
+    pub fn begin(&mut self) {
+        self.next_sub = 0;
+    }
+
+    /// Ends it: if anything changed, the main revision advances by one.
+    pub fn end(&mut self) -> Result<(), StateError> {
+        if self.next_sub > 0 {
+            self.committed += 1;
+            self.next_sub = 0;
+            backend::write_u64(&mut self.meta, meta::REVISION, self.committed as u64)?;
+        }
+        Ok(())
+    }
+
+    /// Changes made since the view was opened, in order.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    pub(crate) fn write_meta(&mut self, name: &str, value: u64) -> Result<(), StateError> {
+        backend::write_u64(&mut self.meta, name, value)
+    }
+
+    fn next_revision(&mut self) -> Revision {
+        let revision = Revision::new(self.committed + 1, self.next_sub);
+        self.next_sub += 1;
+        revision
+    }
+
+    /// Puts `value` at `key`; returns the previous value.
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<Option<KeyValue>, StateError> {
+        let revision = self.next_revision();
+        let mut index = self.tables.key_index(key)?.unwrap_or_default();
+        let previous = match index.current() {
+            Some(current) => Some(self.tables.change_at(current.modified)?),
+            None => None,
+        };
+        index.put(revision);
+        let now = index.current().expect("just put");
+        let stored = KeyValue {
+            key: key.to_vec(),
+            create_revision: now.created.main,
+            mod_revision: revision.main,
+            version: now.version,
+            value,
+            lease,
+        };
+        self.store(key, &index, revision, &stored)?;
+        self.changes.push(Change::Put(stored));
+        Ok(previous)
+    }
+
+    /// Deletes every existing key in the span; returns their last values, in key order.
+    pub fn delete_range(&mut self, span: KeySpan<'_>) -> Result<Vec<KeyValue>, StateError> {
+        let mut doomed = Vec::new();
+        self.tables.scan(span, &mut |key, index| {
+            if let Some(current) = index.current() {
+                doomed.push((key.to_vec(), index.clone(), current.modified));
+            }
+            Ok(true)
+        })?;
+        let mut deleted = Vec::with_capacity(doomed.len());
+        for (key, mut index, modified) in doomed {
+            deleted.push(self.tables.change_at(modified)?);
+            let revision = self.next_revision();
+            index.tombstone(revision);
+            let tombstone = KeyValue { key: key.clone(), mod_revision: revision.main, ..Default::default() };
+            self.store(&key, &index, revision, &tombstone)?;
+            self.changes.push(Change::Delete(tombstone));
+        }
+        Ok(deleted)
+    }
+
+    fn store(&mut self, key: &[u8], index: &KeyIndex, revision: Revision, value: &KeyValue) -> Result<(), StateError> {
+        self.tables.kv.insert(revision.storage_key(), value.encode_to_vec().as_slice())?;
+        self.tables.index.insert(key, index.encode().as_slice())?;
+        Ok(())
+    }
+
+    pub(super) fn tables_mut(
+        &mut self,
+    ) -> (&mut Table<'t, &'static [u8], &'static [u8]>, &mut Table<'t, (u64, u64), &'static [u8]>) {
+        (&mut self.tables.index, &mut self.tables.kv)
+    }
+}
+
+impl Reader for WriteView<'_> {
+    fn revision(&self) -> i64 {
+        if self.next_sub > 0 { self.committed + 1 } else { self.committed }
+    }
+    fn compact_revision(&self) -> i64 {
+        self.compact_revision
+    }
+    fn key_index(&self, key: &[u8]) -> Result<Option<KeyIndex>, StateError> {
+        self.tables.key_index(key)
+    }
+    fn scan(
+        &self,
+        span: KeySpan<'_>,
+        visit: &mut dyn FnMut(&[u8], &KeyIndex) -> Result<bool, StateError>,
+    ) -> Result<(), StateError> {
+        self.tables.scan(span, visit)
+    }
+    fn change_at(&self, revision: Revision) -> Result<KeyValue, StateError> {
+        self.tables.change_at(revision)
+    }
+}
