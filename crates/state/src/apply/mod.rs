@@ -15,6 +15,7 @@ use keel_api::keelpb::InternalRequest;
 use keel_api::keelpb::internal_request::Request;
 use prost::Message;
 use std::path::Path;
+use std::sync::Arc;
 
 /// One committed log entry; `data` is an encoded [`InternalRequest`], or empty for Raft's own entries.
 #[derive(Debug, Clone, Copy)]
@@ -57,13 +58,13 @@ pub struct BatchOutcome {
 }
 
 pub struct StateMachine {
-    backend: Backend,
+    backend: Arc<Backend>,
     state: AppliedState,
 }
 
 impl StateMachine {
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let backend = Backend::open(path)?;
+        let backend = Arc::new(Backend::open(path)?);
         let view = ReadView::open(&backend)?;
         let transaction = backend.begin_read()?;
         let meta_table = transaction.open_table(META)?;
@@ -80,7 +81,8 @@ impl StateMachine {
         self.state
     }
 
-    pub fn backend(&self) -> &Backend {
+    /// The backend, shared with readers.
+    pub fn backend(&self) -> &Arc<Backend> {
         &self.backend
     }
 
@@ -89,16 +91,17 @@ impl StateMachine {
         ReadView::open(&self.backend)
     }
 
-    /// The Raft configuration last stored with [`StateMachine::store_conf_state`] (opaque bytes).
-    pub fn conf_state(&self) -> Result<Option<Vec<u8>>, StateError> {
+    /// A member-level meta value stored outside the apply path (configuration, identity), if any.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StateError> {
         let transaction = self.backend.begin_read()?;
         let table = transaction.open_table(META)?;
-        Ok(table.get(meta::CONF_STATE)?.map(|value| value.value().to_vec()))
+        Ok(table.get(name)?.map(|value| value.value().to_vec()))
     }
 
-    pub fn store_conf_state(&mut self, conf_state: &[u8]) -> Result<(), StateError> {
+    /// Stores a member-level meta value, durably.
+    pub fn store_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StateError> {
         let transaction = self.backend.begin_write(true)?;
-        transaction.open_table(META)?.insert(meta::CONF_STATE, conf_state)?;
+        transaction.open_table(META)?.insert(name, value)?;
         transaction.commit()?;
         Ok(())
     }

@@ -19,12 +19,16 @@ pub(crate) const KV: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Names of the meta keys.
-pub(crate) mod meta {
+pub mod meta {
     pub const APPLIED_INDEX: &str = "applied_index";
     pub const APPLIED_TERM: &str = "applied_term";
     pub const REVISION: &str = "revision";
     pub const COMPACT_REVISION: &str = "compact_revision";
+    /// The Raft configuration (an encoded raft `ConfState`).
     pub const CONF_STATE: &str = "conf_state";
+    /// The member's identity, fixed at bootstrap: 8-byte big-endian ids.
+    pub const CLUSTER_ID: &str = "cluster_id";
+    pub const MEMBER_ID: &str = "member_id";
 }
 
 pub struct Backend {

@@ -1,0 +1,212 @@
+//! The applier: its own thread, fed committed entries by the Raft node over a bounded channel, so the
+//! Raft loop never waits on the store (etcd's `applyc`). It applies batches to the state machine,
+//! answers waiting callers, and tells the node how far it got and when the log may be compacted.
+
+use crate::propose::Waiters;
+use keel_api::EtcdError;
+use keel_raft::raft::eraftpb::{Entry, EntryType};
+use keel_raft::raft::ReadState;
+use keel_raft::wal::SyncStats;
+use keel_raft::{Command, Outbox};
+use keel_state::StateMachine;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Batches of committed entries the node may run ahead of the applier.
+const APPLY_QUEUE: usize = 1024;
+/// How often a backend commit is made durable (etcd's backend batch interval is 100 ms).
+const DURABLE_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the backend's in-use size is measured (it walks the trees).
+const SIZE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Counters of the disk work, shared with Status and the logs.
+#[derive(Debug, Default)]
+pub struct DiskStats {
+    pub wal_syncs: AtomicU64,
+    pub wal_synced_entries: AtomicU64,
+    pub wal_sync_micros_total: AtomicU64,
+    pub wal_sync_micros_max: AtomicU64,
+    pub backend_in_use_bytes: AtomicU64,
+}
+
+impl DiskStats {
+    pub fn summary(&self) -> String {
+        let syncs = self.wal_syncs.load(Ordering::Relaxed);
+        let entries = self.wal_synced_entries.load(Ordering::Relaxed);
+        let micros = self.wal_sync_micros_total.load(Ordering::Relaxed);
+        format!(
+            "wal: {syncs} fsyncs for {entries} entries ({:.2} entries per fsync), mean fsync {:.3} ms, max {:.3} ms",
+            entries as f64 / syncs.max(1) as f64,
+            micros as f64 / syncs.max(1) as f64 / 1000.0,
+            self.wal_sync_micros_max.load(Ordering::Relaxed) as f64 / 1000.0,
+        )
+    }
+}
+
+/// What the Raft node hands out, routed to the applier and the waiting callers.
+pub struct MemberOutbox {
+    entries: SyncSender<Vec<Entry>>,
+    waiters: Arc<Waiters>,
+    disk: Arc<DiskStats>,
+}
+
+impl Outbox for MemberOutbox {
+    fn committed(&mut self, entries: Vec<Entry>) {
+        // Blocks while the applier is APPLY_QUEUE batches behind: back-pressure on the Raft loop.
+        if self.entries.send(entries).is_err() {
+            tracing::warn!("applier has stopped; committed entries not applied on this run");
+        }
+    }
+
+    fn read_states(&mut self, states: Vec<ReadState>) {
+        for state in states {
+            self.waiters.read_index(&state.request_ctx, state.index);
+        }
+    }
+
+    fn dropped(&mut self, id: u64) {
+        self.waiters.resolve(id, Err(EtcdError::NoLeader));
+    }
+
+    fn synced(&mut self, stats: &SyncStats, entries: usize) {
+        let micros = stats.fsync_duration.as_micros() as u64;
+        self.disk.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        self.disk.wal_synced_entries.fetch_add(entries as u64, Ordering::Relaxed);
+        self.disk.wal_sync_micros_total.fetch_add(micros, Ordering::Relaxed);
+        self.disk.wal_sync_micros_max.fetch_max(micros, Ordering::Relaxed);
+        if stats.fsync_duration > Duration::from_millis(100) {
+            tracing::warn!(
+                fsync_ms = stats.fsync_duration.as_millis() as u64,
+                "slow WAL fsync: the disk is too slow for consensus (etcd's guidance: under 10 ms)"
+            );
+        }
+    }
+}
+
+pub struct ApplierSettings {
+    pub snapshot_count: u64,
+    /// Entries kept behind the compaction point for lagging followers (none with a single voter).
+    pub catch_up_entries: u64,
+}
+
+/// Starts the applier thread; returns the outbox to give the Raft node.
+pub fn start(
+    machine: StateMachine,
+    commands: SyncSender<Command>,
+    waiters: Arc<Waiters>,
+    applied: watch::Sender<u64>,
+    disk: Arc<DiskStats>,
+    settings: ApplierSettings,
+) -> (MemberOutbox, JoinHandle<()>) {
+    let (sender, receiver) = sync_channel(APPLY_QUEUE);
+    let last_compact = machine.state().index;
+    let applier = Applier {
+        machine,
+        receiver,
+        commands,
+        waiters: waiters.clone(),
+        applied,
+        disk: disk.clone(),
+        settings,
+        last_compact,
+        last_durable: Instant::now(),
+        last_size: Instant::now() - SIZE_INTERVAL,
+    };
+    let thread = std::thread::Builder::new().name("applier".into()).spawn(move || applier.run()).expect("spawn applier");
+    (MemberOutbox { entries: sender, waiters, disk }, thread)
+}
+
+struct Applier {
+    machine: StateMachine,
+    receiver: Receiver<Vec<Entry>>,
+    commands: SyncSender<Command>,
+    waiters: Arc<Waiters>,
+    applied: watch::Sender<u64>,
+    disk: Arc<DiskStats>,
+    settings: ApplierSettings,
+    last_compact: u64,
+    last_durable: Instant,
+    last_size: Instant,
+}
+
+impl Applier {
+    fn run(mut self) {
+        self.measure_size();
+        while let Ok(mut batch) = self.receiver.recv() {
+            while let Ok(more) = self.receiver.try_recv() {
+                batch.extend(more);
+                if batch.len() >= 8192 {
+                    break;
+                }
+            }
+            if let Err(error) = self.apply(&batch) {
+                tracing::error!(%error, "applying committed entries failed; stopping the member");
+                std::process::exit(1);
+            }
+        }
+        if let Err(error) = self.machine.persist() {
+            tracing::error!(%error, "final backend commit failed; the WAL will be replayed at the next start");
+        }
+    }
+
+    fn apply(&mut self, batch: &[Entry]) -> Result<(), keel_state::StateError> {
+        let entries: Vec<keel_state::Entry<'_>> = batch
+            .iter()
+            .map(|entry| keel_state::Entry { index: entry.index, term: entry.term, data: payload(entry) })
+            .collect();
+        let durable = self.last_durable.elapsed() >= DURABLE_INTERVAL;
+        let outcome = self.machine.apply(&entries, durable)?;
+        if durable {
+            self.last_durable = Instant::now();
+        }
+        for applied in outcome.applied {
+            self.waiters.resolve(applied.id, applied.result);
+        }
+        let index = self.machine.state().index;
+        self.applied.send_replace(index);
+        let _ = self.commands.try_send(Command::Applied { index });
+        self.maybe_compact(index)?;
+        if self.last_size.elapsed() >= SIZE_INTERVAL {
+            self.measure_size();
+        }
+        Ok(())
+    }
+
+    /// Every `--snapshot-count` entries: make the backend durable, then let the log drop what it holds.
+    fn maybe_compact(&mut self, index: u64) -> Result<(), keel_state::StateError> {
+        if index < self.last_compact + self.settings.snapshot_count {
+            return Ok(());
+        }
+        self.machine.persist()?;
+        self.last_durable = Instant::now();
+        let compact_to = index.saturating_sub(self.settings.catch_up_entries);
+        if compact_to > 0 && self.commands.try_send(Command::Compact { index: compact_to }).is_ok() {
+            tracing::info!(applied = index, compact_to, "backend persisted; compacting the raft log");
+            self.last_compact = index;
+        }
+        Ok(())
+    }
+
+    fn measure_size(&mut self) {
+        self.last_size = Instant::now();
+        match self.machine.backend().size_in_use() {
+            Ok(bytes) => self.disk.backend_in_use_bytes.store(bytes, Ordering::Relaxed),
+            Err(error) => tracing::warn!(%error, "cannot measure the backend's size in use"),
+        }
+    }
+}
+
+/// The state machine's part of an entry: client requests only; Raft's own entries apply as no-ops.
+fn payload(entry: &Entry) -> &[u8] {
+    match entry.get_entry_type() {
+        EntryType::EntryNormal => entry.get_data(),
+        other => {
+            tracing::warn!(index = entry.index, kind = ?other, "membership change entries are not supported yet");
+            &[]
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! etcd's flags and their `ETCD_*` environment variables, with etcd's defaults.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// Keel: an etcd v3 compatible, strongly consistent key-value store.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "keel", version, about)]
+pub struct Config {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+    /// Path to the data directory [default: <name>.keel].
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// URLs to listen on for client traffic (comma-separated).
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
+    pub listen_client_urls: String,
+    /// Client URLs of this member as advertised to the rest of the cluster and to clients.
+    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
+    pub advertise_client_urls: String,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+    /// Peer URLs of this member as advertised to the rest of the cluster.
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping: name=peerURL,... [default: <name>=<initial-advertise-peer-urls>].
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Initial cluster token, part of the member and cluster ids.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Backend quota in bytes before the NOSPACE alarm (0 = etcd's default, 2 GiB).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    pub quota_backend_bytes: i64,
+    /// Auto compaction mode: 'periodic' or 'revision'.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto compaction retention (e.g. '1h' for periodic, '1000' for revision; '0' disables).
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Number of committed entries between two compactions of the Raft log.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    pub max_request_bytes: u32,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: u32,
+    /// Log level: debug, info, warn, error.
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// The configuration after checks, in the shapes the member uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<Url>,
+    pub advertise_client_urls: Vec<Url>,
+    pub advertise_peer_urls: Vec<Url>,
+    /// (name, peer URLs) of every initial member, in flag order.
+    pub initial_cluster: Vec<(String, Vec<Url>)>,
+    pub initial_cluster_token: String,
+    pub tick_interval: Duration,
+    pub election_ticks: usize,
+    pub snapshot_count: u64,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    /// How long a client request may wait for its result (etcd: 5 s + 2 election timeouts).
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--{flag}: {reason}")]
+    Invalid { flag: &'static str, reason: String },
+    #[error("--{flag} is not supported yet by Keel: {what}")]
+    NotSupported { flag: &'static str, what: String },
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { flag, reason: reason.into() }
+}
+
+/// Parses a comma-separated URL list the way etcd does: http(s)://host:port, no path.
+pub fn parse_urls(flag: &'static str, value: &str) -> Result<Vec<Url>, ConfigError> {
+    let mut urls = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        let url = Url::parse(part).map_err(|error| invalid(flag, format!("{part:?} is not a URL: {error}")))?;
+        match url.scheme() {
+            "http" => {}
+            "https" => {
+                return Err(ConfigError::NotSupported { flag, what: format!("{part}: TLS (https) arrives later") });
+            }
+            other => return Err(invalid(flag, format!("{part}: URL scheme must be http or https, not {other}"))),
+        }
+        if url.host_str().is_none() || url.port().is_none() {
+            return Err(invalid(flag, format!("{part}: URL must name a host and a port, as http://127.0.0.1:2379")));
+        }
+        if url.path() != "/" && !url.path().is_empty() {
+            return Err(invalid(flag, format!("{part}: URL must not have a path")));
+        }
+        urls.push(url);
+    }
+    if urls.is_empty() {
+        return Err(invalid(flag, "at least one URL is required"));
+    }
+    Ok(urls)
+}
+
+/// etcd's text form of a URL (no trailing slash), as used in member ids and member lists.
+pub fn url_text(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_string()
+}
+
+impl Config {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(invalid(
+                "election-timeout",
+                format!(
+                    "{} ms should be at least 5 times --heartbeat-interval ({} ms)",
+                    self.election_timeout, self.heartbeat_interval
+                ),
+            ));
+        }
+        if self.heartbeat_interval == 0 {
+            return Err(invalid("heartbeat-interval", "must be positive"));
+        }
+        if self.initial_cluster_state != "new" {
+            return Err(ConfigError::NotSupported {
+                flag: "initial-cluster-state",
+                what: format!("{:?}: joining an existing cluster arrives with the cluster work", self.initial_cluster_state),
+            });
+        }
+        if self.snapshot_count == 0 {
+            return Err(invalid("snapshot-count", "must be positive"));
+        }
+        self.check_later_flags()?;
+        let advertise_peer_urls = parse_urls("initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
+        let initial_cluster = match &self.initial_cluster {
+            Some(text) => parse_initial_cluster(text)?,
+            None => vec![(self.name.clone(), advertise_peer_urls.clone())],
+        };
+        let Some((_, own_urls)) = initial_cluster.iter().find(|(name, _)| *name == self.name) else {
+            return Err(invalid("initial-cluster", format!("it has no member named {:?} (--name)", self.name)));
+        };
+        let mut own: Vec<String> = own_urls.iter().map(url_text).collect();
+        let mut advertised: Vec<String> = advertise_peer_urls.iter().map(url_text).collect();
+        own.sort();
+        advertised.sort();
+        if own != advertised {
+            return Err(invalid(
+                "initial-cluster",
+                format!(
+                    "member {:?} has peer URLs {own:?} there but --initial-advertise-peer-urls is {advertised:?}; they must match",
+                    self.name
+                ),
+            ));
+        }
+        if initial_cluster.len() > 1 {
+            return Err(ConfigError::NotSupported {
+                flag: "initial-cluster",
+                what: format!("{} members: multi-member clusters arrive with the cluster work", initial_cluster.len()),
+            });
+        }
+        parse_urls("listen-peer-urls", &self.listen_peer_urls)?;
+        let election_ticks = (self.election_timeout / self.heartbeat_interval) as usize;
+        let election = Duration::from_millis(self.election_timeout);
+        Ok(Settings {
+            name: self.name.clone(),
+            data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.keel", self.name))),
+            listen_client_urls: parse_urls("listen-client-urls", &self.listen_client_urls)?,
+            advertise_client_urls: parse_urls("advertise-client-urls", &self.advertise_client_urls)?,
+            advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_token: self.initial_cluster_token.clone(),
+            tick_interval: Duration::from_millis(self.heartbeat_interval),
+            election_ticks,
+            snapshot_count: self.snapshot_count,
+            max_request_bytes: self.max_request_bytes as usize,
+            max_txn_ops: self.max_txn_ops as usize,
+            request_timeout: Duration::from_secs(5) + 2 * election,
+        })
+    }
+
+    /// Flags whose behaviour later work brings: accepted, and reported loudly at start (never silently
+    /// ignored). Returns one warning per such flag that is set.
+    pub fn unsupported_settings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.quota_backend_bytes != 0 {
+            warnings.push(format!(
+                "--quota-backend-bytes={} is accepted but NOT ENFORCED yet: the quota and the NOSPACE alarm arrive \
+                 with the space-management work",
+                self.quota_backend_bytes
+            ));
+        }
+        let retention = self.auto_compaction_retention.trim();
+        if retention != "0" && !retention.is_empty() {
+            warnings.push(format!(
+                "--auto-compaction-retention={retention} (mode {}) is accepted but auto-compaction does NOT RUN yet; \
+                 compact with `etcdctl compact` meanwhile",
+                self.auto_compaction_mode
+            ));
+        }
+        warnings
+    }
+
+    fn check_later_flags(&self) -> Result<(), ConfigError> {
+        if !matches!(self.auto_compaction_mode.as_str(), "periodic" | "revision") {
+            return Err(invalid(
+                "auto-compaction-mode",
+                format!("{:?}: must be 'periodic' or 'revision'", self.auto_compaction_mode),
+            ));
+        }
+        if self.quota_backend_bytes < 0 {
+            return Err(invalid("quota-backend-bytes", "must not be negative"));
+        }
+        Ok(())
+    }
+}
+
+/// `name=url,name=url2,other=url3`: a name may appear several times, once per URL.
+pub fn parse_initial_cluster(text: &str) -> Result<Vec<(String, Vec<Url>)>, ConfigError> {
+    let mut members: Vec<(String, Vec<Url>)> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        let Some((name, url)) = part.split_once('=') else {
+            return Err(invalid("initial-cluster", format!("{part:?} is not name=peerURL")));
+        };
+        let urls = parse_urls("initial-cluster", url)?;
+        match members.iter_mut().find(|(existing, _)| existing == name) {
+            Some((_, existing)) => existing.extend(urls),
+            None => members.push((name.to_string(), urls)),
+        }
+    }
+    if members.is_empty() {
+        return Err(invalid("initial-cluster", "no members given"));
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(arguments: &[&str]) -> Config {
+        Config::parse_from(std::iter::once("keel").chain(arguments.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_etcds() {
+        let settings = parse(&[]).settings().unwrap();
+        assert_eq!(settings.name, "default");
+        assert_eq!(settings.data_dir, PathBuf::from("default.keel"));
+        assert_eq!(url_text(&settings.listen_client_urls[0]), "http://localhost:2379");
+        assert_eq!(settings.election_ticks, 10);
+        assert_eq!(settings.max_request_bytes, 1_572_864);
+        assert_eq!(settings.request_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn later_flags_are_reported_not_ignored() {
+        let config = parse(&["--quota-backend-bytes", "16777216", "--auto-compaction-retention", "1h"]);
+        assert!(config.settings().is_ok());
+        let warnings = config.unsupported_settings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("NOT ENFORCED"));
+        assert!(parse(&[]).unsupported_settings().is_empty());
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let error = parse(&["--election-timeout", "200"]).settings().unwrap_err();
+        assert!(error.to_string().contains("at least 5 times"), "{error}");
+        let error = parse(&["--listen-client-urls", "127.0.0.1:2379"]).settings().unwrap_err();
+        assert!(error.to_string().contains("listen-client-urls"), "{error}");
+        let error = parse(&["--name", "a", "--initial-cluster", "b=http://127.0.0.1:2380"]).settings().unwrap_err();
+        assert!(error.to_string().contains("no member named"), "{error}");
+    }
+}

@@ -1,0 +1,119 @@
+//! etcd's KV service: Range, Put, DeleteRange, Txn, Compact.
+
+use super::{Shared, etcd, status, validate};
+use keel_api::etcdserverpb::kv_server::Kv;
+use keel_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use keel_api::keelpb::internal_request::Request;
+use keel_state::{Response, mvcc};
+use std::sync::Arc;
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
+
+pub struct KvService {
+    shared: Arc<Shared>,
+}
+
+impl KvService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        KvService { shared }
+    }
+
+    async fn propose(&self, request: Request) -> Result<Response, Status> {
+        self.shared.proposer.propose(request).await.map_err(etcd)
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, request: GrpcRequest<RangeRequest>) -> Result<GrpcResponse<RangeResponse>, Status> {
+        let request = request.into_inner();
+        validate::range(&request).map_err(etcd)?;
+        if !request.serializable {
+            self.shared.proposer.read_barrier().await.map_err(etcd)?;
+        }
+        let view = self.shared.read_view()?;
+        let mut response = mvcc::range(&view, &request).map_err(status)?;
+        response.header = self.shared.header(response.header);
+        Ok(GrpcResponse::new(response))
+    }
+
+    async fn put(&self, request: GrpcRequest<PutRequest>) -> Result<GrpcResponse<PutResponse>, Status> {
+        let request = request.into_inner();
+        validate::put(&request).map_err(etcd)?;
+        match self.propose(Request::Put(request)).await? {
+            Response::Put(mut response) => {
+                response.header = self.shared.header(response.header);
+                Ok(GrpcResponse::new(response))
+            }
+            other => Err(mismatch("Put", &other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: GrpcRequest<DeleteRangeRequest>,
+    ) -> Result<GrpcResponse<DeleteRangeResponse>, Status> {
+        let request = request.into_inner();
+        validate::delete_range(&request).map_err(etcd)?;
+        match self.propose(Request::DeleteRange(request)).await? {
+            Response::DeleteRange(mut response) => {
+                response.header = self.shared.header(response.header);
+                Ok(GrpcResponse::new(response))
+            }
+            other => Err(mismatch("DeleteRange", &other)),
+        }
+    }
+
+    async fn txn(&self, request: GrpcRequest<TxnRequest>) -> Result<GrpcResponse<TxnResponse>, Status> {
+        let request = request.into_inner();
+        validate::txn(&request, self.shared.max_txn_ops).map_err(etcd)?;
+        if mvcc::is_read_only(&request) {
+            // Read-only transactions are served locally, after a ReadIndex unless every range is serializable.
+            if !all_serializable(&request) {
+                self.shared.proposer.read_barrier().await.map_err(etcd)?;
+            }
+            let view = self.shared.read_view()?;
+            let mut response = mvcc::read_only_txn(&view, &request).map_err(status)?;
+            response.header = self.shared.header(response.header);
+            return Ok(GrpcResponse::new(response));
+        }
+        match self.propose(Request::Txn(request)).await? {
+            Response::Txn(mut response) => {
+                response.header = self.shared.header(response.header);
+                Ok(GrpcResponse::new(response))
+            }
+            other => Err(mismatch("Txn", &other)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: GrpcRequest<CompactionRequest>,
+    ) -> Result<GrpcResponse<CompactionResponse>, Status> {
+        // Compaction is applied synchronously, so `physical` is always honoured.
+        match self.propose(Request::Compaction(request.into_inner())).await? {
+            Response::Compaction(mut response) => {
+                response.header = self.shared.header(response.header);
+                Ok(GrpcResponse::new(response))
+            }
+            other => Err(mismatch("Compact", &other)),
+        }
+    }
+}
+
+/// etcd's `isTxnSerializable`: every range in the transaction, at every depth, is serializable.
+fn all_serializable(request: &TxnRequest) -> bool {
+    use keel_api::etcdserverpb::request_op::Request as Op;
+    request.success.iter().chain(&request.failure).all(|op| match &op.request {
+        Some(Op::RequestRange(range)) => range.serializable,
+        Some(Op::RequestTxn(nested)) => all_serializable(nested),
+        _ => true,
+    })
+}
+
+fn mismatch(method: &str, response: &Response) -> Status {
+    tracing::error!(method, ?response, "applied response does not match the request");
+    Status::internal(format!("keel: {method} got a response of another kind"))
+}

@@ -1,0 +1,94 @@
+//! etcd's Maintenance service. Status is complete; the rest arrive with the space-management,
+//! backup and cluster work, and say so.
+
+use super::Shared;
+use keel_api::etcdserverpb::maintenance_server::Maintenance;
+use keel_api::etcdserverpb::*;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+/// The etcd API version Keel speaks; clients parse it (major.minor) to gate features.
+pub const ETCD_API_VERSION: &str = "3.5.0";
+
+pub struct MaintenanceService {
+    shared: Arc<Shared>,
+    applied: watch::Receiver<u64>,
+}
+
+impl MaintenanceService {
+    pub fn new(shared: Arc<Shared>, applied: watch::Receiver<u64>) -> Self {
+        MaintenanceService { shared, applied }
+    }
+}
+
+fn not_yet(method: &str, arrives_with: &str) -> Status {
+    Status::unimplemented(format!("keel: {method} is not supported yet (it arrives with the {arrives_with} work)"))
+}
+
+type SnapshotStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        match alarm_request::AlarmAction::try_from(request.get_ref().action) {
+            // No alarm can be raised yet (the quota and corruption checks arrive later), so the list is empty.
+            Ok(alarm_request::AlarmAction::Get) => {
+                let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
+                let header = self.shared.header(Some(ResponseHeader { revision, ..Default::default() }));
+                Ok(Response::new(AlarmResponse { header, alarms: Vec::new() }))
+            }
+            _ => Err(not_yet("Alarm ACTIVATE/DEACTIVATE", "space-management")),
+        }
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let node = self.shared.node.snapshot();
+        let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
+        let mut errors = Vec::new();
+        if node.leader == 0 {
+            errors.push(keel_api::EtcdError::NoLeader.message().to_string());
+        }
+        Ok(Response::new(StatusResponse {
+            header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })),
+            version: ETCD_API_VERSION.to_string(),
+            db_size: self.shared.backend.file_size() as i64,
+            leader: node.leader,
+            raft_index: node.commit_index,
+            raft_term: node.term,
+            raft_applied_index: *self.applied.borrow(),
+            errors,
+            db_size_in_use: self.shared.disk.backend_in_use_bytes.load(Ordering::Relaxed) as i64,
+            is_learner: false,
+            ..Default::default()
+        }))
+    }
+
+    async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        Err(not_yet("Defragment", "space-management"))
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        Err(not_yet("Hash", "space-management"))
+    }
+
+    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        Err(not_yet("HashKV", "space-management"))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_yet("Snapshot", "backup"))
+    }
+
+    async fn move_leader(&self, _: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(not_yet("MoveLeader", "cluster"))
+    }
+
+    async fn downgrade(&self, _: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented("keel: Downgrade is not supported"))
+    }
+}

@@ -1,0 +1,70 @@
+//! The client-facing gRPC services, one file per etcd service. Requests are validated here, with
+//! etcd's checks and errors, before anything is proposed or read.
+
+pub mod cluster;
+pub mod kv;
+pub mod maintenance;
+pub mod validate;
+
+use crate::applier::DiskStats;
+use crate::propose::Proposer;
+use keel_api::EtcdError;
+use keel_api::etcdserverpb::ResponseHeader;
+use keel_raft::NodeStatus;
+use keel_state::StateError;
+use keel_state::backend::Backend;
+use keel_state::mvcc::ReadView;
+use std::sync::Arc;
+
+/// Who this member is, as the Cluster service and response headers tell it.
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+/// What every service shares.
+pub struct Shared {
+    pub member: MemberInfo,
+    pub proposer: Arc<Proposer>,
+    pub backend: Arc<Backend>,
+    pub node: Arc<NodeStatus>,
+    pub disk: Arc<DiskStats>,
+    pub max_txn_ops: usize,
+}
+
+impl Shared {
+    /// Completes a header the state machine started (it sets only the revision).
+    pub fn header(&self, header: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        let revision = header.map(|header| header.revision).unwrap_or_default();
+        Some(ResponseHeader {
+            cluster_id: self.member.cluster_id,
+            member_id: self.member.member_id,
+            revision,
+            raft_term: self.node.snapshot().term,
+        })
+    }
+
+    /// A snapshot of the store as applied on this member.
+    pub fn read_view(&self) -> Result<ReadView, tonic::Status> {
+        ReadView::open(&self.backend).map_err(status)
+    }
+}
+
+/// The one mapping of state errors to gRPC statuses.
+pub fn status(error: StateError) -> tonic::Status {
+    match error {
+        StateError::Request(error) => error.into(),
+        fatal => {
+            tracing::error!(error = %fatal, "request failed on a backend error");
+            tonic::Status::internal(format!("keel: {fatal}"))
+        }
+    }
+}
+
+pub fn etcd(error: EtcdError) -> tonic::Status {
+    error.into()
+}

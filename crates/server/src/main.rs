@@ -1,0 +1,60 @@
+//! `keel`: one member of a Keel cluster, speaking etcd's v3 API.
+//!
+//! # Layout
+//! - [`config`]: etcd's flags and `ETCD_*` variables.
+//! - [`member`]: opens the data dir and wires the parts; shutdown order.
+//! - [`grpc`]: one file per etcd service; validation; errors to gRPC statuses in one place.
+//! - [`propose`]: request ids, waiting callers, ReadIndex rounds.
+//! - [`applier`]: the thread that applies committed entries to the state machine.
+//! - [`identity`]: etcd's member and cluster id derivation.
+//!
+//! A write: gRPC handler -> validate -> `Proposer::propose` -> Raft node (WAL fsync) -> committed ->
+//! applier -> state machine -> the caller's reply.
+
+mod applier;
+mod config;
+mod grpc;
+mod identity;
+mod member;
+mod propose;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let config = config::Config::parse();
+    let filter = EnvFilter::try_from_env("KEEL_LOG").unwrap_or_else(|_| EnvFilter::new(log_filter(&config.log_level)));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let settings = match config.settings() {
+        Ok(settings) => settings,
+        Err(error) => {
+            tracing::error!("{error}");
+            std::process::exit(2);
+        }
+    };
+    for warning in config.unsupported_settings() {
+        tracing::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("keel").build()?;
+    runtime.block_on(member::run(settings, shutdown_signal()))
+}
+
+/// etcd's levels; raft-rs's own chatter is kept at warn unless debugging.
+fn log_filter(level: &str) -> String {
+    let level = match level {
+        "debug" | "info" | "warn" | "error" => level,
+        "panic" | "fatal" => "error",
+        _ => "info",
+    };
+    if level == "debug" { "debug".into() } else { format!("{level},raft=warn") }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,211 @@
+//! One member: opens the data dir, wires state machine, log, Raft node, applier and gRPC services,
+//! serves until told to stop, then shuts down in order (servers, node with a last WAL sync, applier
+//! with a last durable backend commit).
+//!
+//! Data dir layout (as etcd's): `member/wal/` (the Raft log) and `member/snap/db` (the backend).
+
+use crate::applier::{self, ApplierSettings, DiskStats};
+use crate::config::{Settings, url_text};
+use crate::grpc::{MemberInfo, Shared, cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
+use crate::identity;
+use crate::propose::{Proposer, Waiters};
+use anyhow::Context;
+use keel_api::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer};
+use keel_raft::raft::eraftpb::ConfState;
+use keel_raft::wal::WalOptions;
+use keel_raft::{Bootstrap, LogStore, NoPeers, NodeConfig};
+use keel_state::StateMachine;
+use keel_state::backend::meta;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// gRPC overhead allowed on top of `--max-request-bytes` (etcd's `grpcOverheadBytes`).
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let member_dir = settings.data_dir.join("member");
+    let mut machine = StateMachine::open(&member_dir.join("snap").join("db"))
+        .with_context(|| format!("opening the backend in {}", member_dir.display()))?;
+    let member = identity_of(&settings, &mut machine)?;
+    let conf_state = conf_state_of(&mut machine, member.member_id)?;
+    let applied_index = machine.state().index;
+    let bootstrap = Bootstrap { conf_state: conf_state.clone(), applied_index };
+    let (log, recovered) = LogStore::open(&member_dir.join("wal"), WalOptions::default(), &bootstrap)
+        .with_context(|| format!("opening the write-ahead log in {}", member_dir.join("wal").display()))?;
+    tracing::info!(
+        name = %settings.name,
+        member_id = format_args!("{:x}", member.member_id),
+        cluster_id = format_args!("{:x}", member.cluster_id),
+        applied_index,
+        revision = machine.state().revision,
+        wal_entries = recovered.entries,
+        wal_last_index = recovered.last_index,
+        repaired_tail = recovered.repaired_tail,
+        "member opened its data dir"
+    );
+
+    let waiters = Arc::new(Waiters::default());
+    let (applied_sender, applied) = watch::channel(applied_index);
+    let disk = Arc::new(DiskStats::default());
+    let backend = machine.backend().clone();
+    let queue = keel_raft::command_queue();
+    let commands = queue.0.clone();
+    let single_voter = conf_state.voters == [member.member_id];
+    let (outbox, applier_thread) = applier::start(
+        machine,
+        commands.clone(),
+        waiters.clone(),
+        applied_sender,
+        disk.clone(),
+        ApplierSettings { snapshot_count: settings.snapshot_count, catch_up_entries: if single_voter { 0 } else { 5000 } },
+    );
+    let node_config = NodeConfig {
+        id: member.member_id,
+        voters: conf_state.voters.clone(),
+        tick_interval: settings.tick_interval,
+        election_ticks: settings.election_ticks,
+        applied_index,
+    };
+    let node = keel_raft::start(node_config, log, NoPeers, outbox, queue).context("starting the raft node")?;
+
+    let proposer = Proposer::new(
+        member.member_id,
+        commands,
+        waiters,
+        applied.clone(),
+        settings.max_request_bytes,
+        settings.request_timeout,
+    );
+    let shared = Arc::new(Shared {
+        member,
+        proposer,
+        backend,
+        node: node.status_handle(),
+        disk: disk.clone(),
+        max_txn_ops: settings.max_txn_ops,
+    });
+
+    let served = serve(&settings, shared.clone(), applied, shutdown).await;
+    drop(shared);
+    node.shutdown();
+    let _ = applier_thread.join();
+    tracing::info!("{}", disk.summary());
+    tracing::info!("member stopped");
+    served
+}
+
+/// Serves the client API on every `--listen-client-urls` address until `shutdown` completes.
+async fn serve(
+    settings: &Settings,
+    shared: Arc<Shared>,
+    applied: watch::Receiver<u64>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let max_receive = settings.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let (stop_sender, stop) = watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for url in &settings.listen_client_urls {
+        let address = resolve(url).await?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen-client-urls): is the port in use?", url_text(url)))?;
+        tracing::info!(url = %url_text(url), %address, "serving the etcd v3 API");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let router = tonic::transport::Server::builder()
+            .add_service(
+                KvServer::new(KvService::new(shared.clone()))
+                    .max_decoding_message_size(max_receive)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                MaintenanceServer::new(MaintenanceService::new(shared.clone(), applied.clone()))
+                    .max_decoding_message_size(max_receive)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(ClusterServer::new(ClusterService::new(shared.clone())).max_decoding_message_size(max_receive));
+        let mut stop = stop.clone();
+        servers.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await
+        });
+    }
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        Some(result) = servers.join_next() => {
+            result.context("client server task")?.context("client server")?;
+        }
+    }
+    let _ = stop_sender.send(true);
+    while let Some(result) = servers.join_next().await {
+        result.context("client server task")?.context("client server")?;
+    }
+    Ok(())
+}
+
+async fn resolve(url: &url::Url) -> anyhow::Result<SocketAddr> {
+    let host = url.host_str().context("URL without host")?.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port().context("URL without port")?;
+    let mut addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("cannot resolve {}", url_text(url)))?
+        .collect();
+    // Like Go's listener, prefer IPv4 when a name resolves to both.
+    addresses.sort_by_key(|address| !address.is_ipv4());
+    addresses.into_iter().next().with_context(|| format!("{} resolves to no address", url_text(url)))
+}
+
+/// The member's ids: fixed at bootstrap (etcd ignores `--initial-cluster` on restart), derived from the
+/// initial cluster's peer URLs and token the way etcd derives them.
+fn identity_of(settings: &Settings, machine: &mut StateMachine) -> anyhow::Result<MemberInfo> {
+    let stored = (read_id(machine, meta::CLUSTER_ID)?, read_id(machine, meta::MEMBER_ID)?);
+    let (cluster_id, member_id) = match stored {
+        (Some(cluster_id), Some(member_id)) => (cluster_id, member_id),
+        _ => {
+            let ids: Vec<u64> = settings
+                .initial_cluster
+                .iter()
+                .map(|(_, urls)| identity::member_id(&urls.iter().map(url_text).collect::<Vec<_>>(), &settings.initial_cluster_token))
+                .collect();
+            let own = identity::member_id(
+                &settings.advertise_peer_urls.iter().map(url_text).collect::<Vec<_>>(),
+                &settings.initial_cluster_token,
+            );
+            let cluster_id = identity::cluster_id(&ids);
+            machine.store_meta(meta::CLUSTER_ID, &cluster_id.to_be_bytes())?;
+            machine.store_meta(meta::MEMBER_ID, &own.to_be_bytes())?;
+            (cluster_id, own)
+        }
+    };
+    Ok(MemberInfo {
+        cluster_id,
+        member_id,
+        name: settings.name.clone(),
+        peer_urls: settings.advertise_peer_urls.iter().map(url_text).collect(),
+        client_urls: settings.advertise_client_urls.iter().map(url_text).collect(),
+    })
+}
+
+fn read_id(machine: &StateMachine, name: &str) -> anyhow::Result<Option<u64>> {
+    match machine.meta(name)? {
+        Some(bytes) => {
+            let bytes: [u8; 8] = bytes.as_slice().try_into().with_context(|| format!("meta key {name} is malformed"))?;
+            Ok(Some(u64::from_be_bytes(bytes)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The Raft configuration: stored at bootstrap, read back on restart.
+fn conf_state_of(machine: &mut StateMachine, member_id: u64) -> anyhow::Result<ConfState> {
+    if let Some(bytes) = machine.meta(meta::CONF_STATE)? {
+        return Ok(keel_raft::decode_conf_state(&bytes)?);
+    }
+    let conf_state = ConfState { voters: vec![member_id], ..Default::default() };
+    machine.store_meta(meta::CONF_STATE, &keel_raft::encode_conf_state(&conf_state))?;
+    Ok(conf_state)
+}

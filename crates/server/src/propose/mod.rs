@@ -1,0 +1,167 @@
+//! Proposals and linearizable reads: the bridge from async request handlers to the Raft node.
+//!
+//! A write is registered under a fresh request id before it is proposed, resolved when the applier
+//! applies it, and forgotten on timeout (etcd's `processInternalRaftRequestOnce`). A linearizable read
+//! waits for a read index confirmed by a quorum and for the applier to reach it; concurrent readers share
+//! one ReadIndex round (etcd's `linearizableReadLoop`).
+
+mod ids;
+
+use ids::RequestIds;
+use keel_api::EtcdError;
+use keel_api::keelpb::InternalRequest;
+use keel_api::keelpb::internal_request::Request;
+use keel_raft::Command;
+use keel_state::Response;
+use prost::Message;
+use std::collections::HashMap;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot, watch};
+
+type Reply = oneshot::Sender<Result<Response, EtcdError>>;
+
+/// Callers waiting for their entries to be applied, by request id.
+#[derive(Default)]
+pub struct Waiters {
+    writes: Mutex<HashMap<u64, Reply>>,
+    reads: Mutex<HashMap<u64, oneshot::Sender<u64>>>,
+}
+
+impl Waiters {
+    /// Hands a result to the caller waiting on `id`, if it still waits.
+    pub fn resolve(&self, id: u64, result: Result<Response, EtcdError>) {
+        if let Some(reply) = self.writes.lock().expect("waiters lock").remove(&id) {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// A read index arrived for the round with `context`.
+    pub fn read_index(&self, context: &[u8], index: u64) {
+        let Ok(bytes) = <[u8; 8]>::try_from(context) else { return };
+        if let Some(reply) = self.reads.lock().expect("waiters lock").remove(&u64::from_be_bytes(bytes)) {
+            let _ = reply.send(index);
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        self.writes.lock().expect("waiters lock").remove(&id);
+    }
+}
+
+pub struct Proposer {
+    commands: SyncSender<Command>,
+    waiters: Arc<Waiters>,
+    ids: RequestIds,
+    applied: watch::Receiver<u64>,
+    max_request_bytes: usize,
+    timeout: Duration,
+    read_queue: Mutex<Vec<oneshot::Sender<Result<(), EtcdError>>>>,
+    read_wakeup: Notify,
+}
+
+impl Proposer {
+    pub fn new(
+        member_id: u64,
+        commands: SyncSender<Command>,
+        waiters: Arc<Waiters>,
+        applied: watch::Receiver<u64>,
+        max_request_bytes: usize,
+        timeout: Duration,
+    ) -> Arc<Self> {
+        let proposer = Arc::new(Proposer {
+            commands,
+            waiters,
+            ids: RequestIds::new(member_id),
+            applied,
+            max_request_bytes,
+            timeout,
+            read_queue: Mutex::new(Vec::new()),
+            read_wakeup: Notify::new(),
+        });
+        tokio::spawn(read_loop(Arc::downgrade(&proposer)));
+        proposer
+    }
+
+    /// Proposes a write and waits until it is applied on this member.
+    pub async fn propose(&self, request: Request) -> Result<Response, EtcdError> {
+        let id = self.ids.next();
+        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        if data.len() > self.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let (reply, result) = oneshot::channel();
+        self.waiters.writes.lock().expect("waiters lock").insert(id, reply);
+        if let Err(error) = self.send(Command::Propose { id, data }) {
+            self.waiters.forget(id);
+            return Err(error);
+        }
+        match tokio::time::timeout(self.timeout, result).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => {
+                self.waiters.forget(id);
+                Err(EtcdError::Timeout)
+            }
+        }
+    }
+
+    /// Returns once this member has applied everything committed before the call (ReadIndex).
+    pub async fn read_barrier(&self) -> Result<(), EtcdError> {
+        let (reply, result) = oneshot::channel();
+        self.read_queue.lock().expect("read queue lock").push(reply);
+        self.read_wakeup.notify_one();
+        result.await.unwrap_or(Err(EtcdError::Stopped))
+    }
+
+    fn send(&self, command: Command) -> Result<(), EtcdError> {
+        self.commands.try_send(command).map_err(|error| match error {
+            TrySendError::Full(_) => EtcdError::TooManyRequests,
+            TrySendError::Disconnected(_) => EtcdError::Stopped,
+        })
+    }
+
+    /// One ReadIndex round: a read index from the leader, then the applier catching up to it.
+    async fn read_index_round(&self) -> Result<(), EtcdError> {
+        let context = self.ids.next();
+        let (reply, index) = oneshot::channel();
+        self.waiters.reads.lock().expect("waiters lock").insert(context, reply);
+        let round = async {
+            self.send(Command::ReadIndex { context: context.to_be_bytes().to_vec() })?;
+            let index = index.await.map_err(|_| EtcdError::Stopped)?;
+            let mut applied = self.applied.clone();
+            applied.wait_for(|applied| *applied >= index).await.map_err(|_| EtcdError::Stopped)?;
+            Ok(())
+        };
+        let result = tokio::time::timeout(self.timeout, round).await.unwrap_or(Err(EtcdError::Timeout));
+        self.waiters.reads.lock().expect("waiters lock").remove(&context);
+        result
+    }
+}
+
+/// Serves queued readers in rounds: everyone who queued before a round starts shares its result.
+async fn read_loop(proposer: std::sync::Weak<Proposer>) {
+    loop {
+        let Some(strong) = proposer.upgrade() else { return };
+        // Wait without keeping the proposer alive, so it can be dropped at shutdown.
+        let notified = {
+            let proposer = strong.clone();
+            async move { proposer.read_wakeup.notified().await }
+        };
+        drop(strong);
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+        }
+        let Some(proposer) = proposer.upgrade() else { return };
+        let batch = std::mem::take(&mut *proposer.read_queue.lock().expect("read queue lock"));
+        if batch.is_empty() {
+            continue;
+        }
+        let result = proposer.read_index_round().await;
+        for reply in batch {
+            let _ = reply.send(result);
+        }
+    }
+}
