@@ -1,0 +1,220 @@
+//! Starting the real `keel` binary (and, as the reference, the real `etcd`) for black-box tests.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A server process with its data dir; killed (SIGKILL) when dropped.
+pub struct Server {
+    pub child: Option<Child>,
+    pub endpoint: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    program: PathBuf,
+    arguments: Vec<String>,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts `keel` in a fresh data dir with `extra` flags and waits until it answers.
+    pub fn keel(extra: &[&str]) -> Server {
+        let scratch = tempfile::tempdir().unwrap();
+        let data_dir = scratch.path().join("data");
+        let mut server = Server::keel_in(&data_dir, extra);
+        server._scratch = Some(scratch);
+        server
+    }
+
+    /// Starts `keel` on `data_dir` (which may hold a previous run's data).
+    pub fn keel_in(data_dir: &Path, extra: &[&str]) -> Server {
+        let client_port = free_port();
+        let peer_port = free_port();
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let mut arguments: Vec<String> = vec![
+            "--name".into(),
+            "keel-test".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--listen-client-urls".into(),
+            client.clone(),
+            "--advertise-client-urls".into(),
+            client.clone(),
+            "--listen-peer-urls".into(),
+            peer.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer.clone(),
+            "--initial-cluster".into(),
+            format!("keel-test={peer}"),
+        ];
+        arguments.extend(extra.iter().map(|argument| argument.to_string()));
+        Server::launch(env!("CARGO_BIN_EXE_keel").into(), arguments, data_dir, client_port, peer_port)
+    }
+
+    /// Starts Debian's real `etcd` (the reference) with the same shape of flags.
+    pub fn etcd(extra: &[&str]) -> Server {
+        let scratch = tempfile::tempdir().unwrap();
+        let data_dir = scratch.path().join("data");
+        let client_port = free_port();
+        let peer_port = free_port();
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let mut arguments: Vec<String> = [
+            "--name", "etcd-test", "--data-dir", &data_dir.display().to_string(), "--listen-client-urls", &client,
+            "--advertise-client-urls", &client, "--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer,
+            "--initial-cluster", &format!("etcd-test={peer}"),
+        ]
+        .iter()
+        .map(|argument| argument.to_string())
+        .collect();
+        arguments.extend(extra.iter().map(|argument| argument.to_string()));
+        let mut server = Server::launch(etcd_binary(), arguments, &data_dir, client_port, peer_port);
+        server._scratch = Some(scratch);
+        server
+    }
+
+    fn launch(program: PathBuf, arguments: Vec<String>, data_dir: &Path, client_port: u16, peer_port: u16) -> Server {
+        std::fs::create_dir_all(data_dir.parent().unwrap()).unwrap();
+        let log_path = data_dir.with_extension(format!("{client_port}.log"));
+        let mut server = Server {
+            child: None,
+            endpoint: format!("http://127.0.0.1:{client_port}"),
+            client_port,
+            peer_port,
+            data_dir: data_dir.to_path_buf(),
+            log_path,
+            program,
+            arguments,
+            _scratch: None,
+        };
+        server.start();
+        server
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        let child = Command::new(&self.program)
+            .args(&self.arguments)
+            .env("ETCD_UNSUPPORTED_ARCH", "")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", self.program.display()));
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the server answers a linearizable read.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited with {status}; log:\n{}", self.log());
+            }
+            let endpoint = self.endpoint.clone();
+            let ready = runtime.block_on(async move {
+                let Ok(mut client) = etcd_client::Client::connect([endpoint], None).await else { return false };
+                client.get("ready-probe", None).await.is_ok()
+            });
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server did not become ready; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe_sigterm(child.id());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Starts the same server again on the same data dir and ports.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the server first");
+        self.start();
+    }
+
+    pub async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([self.endpoint.clone()], None).await.unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+/// Debian's etcd server binary; the test command installs it.
+pub fn etcd_binary() -> PathBuf {
+    for candidate in ["/usr/bin/etcd", "/usr/local/bin/etcd"] {
+        if Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    panic!("the real etcd (Debian package etcd-server) is not installed; run the README's test command, which installs it")
+}
+
+/// Runs the real `etcdctl` (v3 API) against `endpoint`; returns (success, stdout, stderr).
+pub fn etcdctl(endpoint: &str, arguments: &[&str]) -> (bool, String, String) {
+    let output = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(arguments)
+        .output()
+        .expect("etcdctl is not installed; run the README's test command, which installs Debian's etcd-client");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
+}
+
+/// Like [`etcdctl`], with text fed on standard input (for `txn`).
+pub fn etcdctl_with_input(endpoint: &str, arguments: &[&str], input: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(arguments)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("etcdctl is not installed");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
+}
