@@ -46,30 +46,47 @@
 //! # Recovery rules
 //!
 //! Segments are read in sequence order; records are applied in order:
-//! the last state wins, the highest snapshot wins, and an entry whose index is
-//! at or below the last one replaces that suffix of the log (raft overwrote a
-//! conflicting tail). Replay returns the entries after the snapshot, which
-//! must start right after it and be contiguous ([`WalError::EntryGap`]).
+//! the last state wins, the highest snapshot wins (the later one on a tie),
+//! and an entry whose index is at or below the last one replaces that suffix
+//! of the log (raft overwrote a conflicting tail). Replay returns the entries
+//! after the snapshot, which must start right after it and be contiguous
+//! ([`WalError::EntryGap`]); `append` refuses entries that would break this.
 //!
-//! Reading a segment stops at the first zero length field. Then:
+//! Reading a segment stops at the first frame that is not a whole,
+//! checksummed record; normally that is a zero length field followed by
+//! nothing but zeros. Then:
 //! - in the **last** segment, a short frame, a checksum mismatch, or non-zero
 //!   bytes after the stopping point are a *torn tail*, left by a crash during
 //!   a write that was never acknowledged: the file is cut there, zeroed again
 //!   up to `segment_bytes`, fdatasynced, and `Replay::repaired_tail` is set;
 //! - in **any other** segment, which was fdatasynced before its successor
-//!   existed, the same damage is [`WalError::Corrupt`] naming file and offset;
+//!   existed, the same damage is [`WalError::Corrupt`] naming file and offset.
+//!   Such a segment must also end exactly where its successor's
+//!   `first_index` says (the highest entry or snapshot index seen so far is
+//!   `first_index - 1`), which catches records lost at a frame boundary;
 //! - a frame whose checksum matches but whose content is impossible (unknown
 //!   type, wrong payload size) is `Corrupt` wherever it is.
 //!
 //! A missing segment in the middle of the sequence is
 //! [`WalError::MissingSegment`]. The directory is locked (advisory `flock`)
 //! while a `Wal` is open.
+//!
+//! # Compaction
+//!
+//! `release_to(index)` deletes the oldest segments up to (not including) the
+//! newest segment whose `first_index <= index + 1`, never the last segment,
+//! and fsyncs the directory. `index` is capped at the highest snapshot already
+//! synced. What remains still replays to the same result: every entry above
+//! the snapshot lives in the kept segments, and the first kept segment's
+//! header carries the state and snapshot from before it.
 
 mod append;
 mod error;
 #[cfg(test)]
 mod model_tests;
 mod record;
+#[cfg(test)]
+mod recovery_tests;
 mod replay;
 mod segment;
 #[cfg(test)]
@@ -151,6 +168,19 @@ pub struct Wal {
     poisoned: bool,
 }
 
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("segments", &self.segments.len())
+            .field("tail_offset", &self.tail_offset)
+            .field("last_index", &self.last_index())
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Wal {
     /// Opens the log in `dir` (creating the directory and a first segment if
     /// needed), replays it, and repairs a torn tail. See the module docs for
@@ -158,16 +188,16 @@ impl Wal {
     ///
     /// # Errors
     ///
-    /// [`WalError::Corrupt`], [`WalError::MissingSegment`] or
-    /// [`WalError::EntryGap`] if the log cannot be replayed as written,
-    /// [`WalError::Locked`] if another `Wal` has it open, and
-    /// [`WalError::Io`] for failed file operations, and
-    /// [`WalError::InvalidOptions`] for a zero `segment_bytes`.
+    /// - [`WalError::Corrupt`], [`WalError::MissingSegment`] or
+    ///   [`WalError::EntryGap`] if the log cannot be replayed as written;
+    /// - [`WalError::Locked`] if another `Wal` has it open;
+    /// - [`WalError::Io`] if a file operation fails;
+    /// - [`WalError::InvalidOptions`] for a zero `segment_bytes`.
     pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Replay), WalError> {
         if options.segment_bytes == 0 {
             return Err(WalError::InvalidOptions("segment_bytes must be positive"));
         }
-        fs::create_dir_all(dir).at(dir)?;
+        segment::create_directory(dir)?;
         let dir_handle = segment::lock_directory(dir)?;
         let segments = existing_or_first_segment(dir, &dir_handle, options.segment_bytes)?;
         let (builder, tail) = replay::replay_segments(&segments, options.segment_bytes)?;
@@ -304,12 +334,12 @@ impl Wal {
                 stats.segments_cut += 1;
                 stats.bytes_written += new_segment.header.len() as u64;
             }
-            let frames = &batch.frames;
+            let written = batch.frames.len() as u64;
             self.tail_file
-                .write_all_at(frames, self.tail_offset)
+                .write_all_at(&batch.frames, self.tail_offset)
                 .at(self.tail_path())?;
-            self.tail_offset += batch.frames.len() as u64;
-            stats.bytes_written += batch.frames.len() as u64;
+            self.tail_offset += written;
+            stats.bytes_written += written;
         }
         let started = Instant::now();
         segment::sync_data(&self.tail_file, self.tail_path())?;

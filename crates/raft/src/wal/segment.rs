@@ -29,7 +29,8 @@ pub(crate) fn segment_file_name(sequence: u64, first_index: u64) -> String {
 fn parse_segment_file_name(name: &str) -> Option<(u64, u64)> {
     let stem = name.strip_suffix(SEGMENT_SUFFIX)?;
     let (sequence, first_index) = stem.split_once('-')?;
-    let is_hex16 = |text: &str| text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_hex16 =
+        |text: &str| text.len() == 16 && text.bytes().all(|byte| byte.is_ascii_hexdigit());
     if !is_hex16(sequence) || !is_hex16(first_index) {
         return None;
     }
@@ -71,6 +72,26 @@ fn check_contiguous(segments: &[SegmentInfo]) -> Result<(), WalError> {
                 found: pair[1].path.clone(),
             });
         }
+    }
+    Ok(())
+}
+
+/// Creates `dir` and any missing ancestors, fsyncing the parent of each new
+/// directory so that the creation itself survives a crash.
+pub(crate) fn create_directory(dir: &Path) -> Result<(), WalError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|ancestor| !ancestor.as_os_str().is_empty() && !ancestor.exists())
+        .collect();
+    fs::create_dir_all(dir).at(dir)?;
+    for created in missing {
+        let parent = match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        File::open(parent)
+            .and_then(|handle| handle.sync_all())
+            .at(parent)?;
     }
     Ok(())
 }
