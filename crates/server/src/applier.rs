@@ -22,6 +22,8 @@ const APPLY_QUEUE: usize = 1024;
 const DURABLE_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the backend's in-use size is measured (it walks the trees).
 const SIZE_INTERVAL: Duration = Duration::from_secs(5);
+/// etcd's warning threshold for applying one request.
+const SLOW_APPLY: Duration = Duration::from_millis(100);
 
 /// Counters of the disk work, shared with Status and the logs.
 #[derive(Debug, Default)]
@@ -159,7 +161,19 @@ impl Applier {
             .map(|entry| keel_state::Entry { index: entry.index, term: entry.term, data: payload(entry) })
             .collect();
         let durable = self.last_durable.elapsed() >= DURABLE_INTERVAL;
+        let started = Instant::now();
         let outcome = self.machine.apply(&entries, durable)?;
+        let took = started.elapsed();
+        if took > SLOW_APPLY {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                entries = entries.len(),
+                durable,
+                "applying committed entries took too long (etcd warns above 100 ms)"
+            );
+        } else if took > Duration::from_millis(10) {
+            tracing::debug!(took_ms = took.as_millis() as u64, entries = entries.len(), durable, "slow apply batch");
+        }
         if durable {
             self.last_durable = Instant::now();
         }
@@ -197,6 +211,7 @@ impl Applier {
             Ok(bytes) => self.disk.backend_in_use_bytes.store(bytes, Ordering::Relaxed),
             Err(error) => tracing::warn!(%error, "cannot measure the backend's size in use"),
         }
+        tracing::debug!(took_ms = self.last_size.elapsed().as_millis() as u64, "measured the backend's size in use");
     }
 }
 

@@ -112,7 +112,8 @@ async fn serve(
             .await
             .with_context(|| format!("cannot listen on {} (--listen-client-urls): is the port in use?", url_text(url)))?;
         tracing::info!(url = %url_text(url), %address, "serving the etcd v3 API");
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Without TCP_NODELAY, small replies can wait ~40 ms for a delayed ACK (Nagle).
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let router = tonic::transport::Server::builder()
             .add_service(
                 KvServer::new(KvService::new(shared.clone()))

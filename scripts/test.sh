@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of Keel: unit, property, and black-box tests against the real binaries.
+# Installs what the tests need when it is missing, from Debian's packages:
+#   etcd-client        the real etcdctl 3.4 the compatibility tests drive
+#   etcd-server        the real etcd, the reference the differential tests compare Keel with
+#   protobuf-compiler  protoc, which the etcd-client crate (a test client) needs to build
+# Keel itself builds without protoc. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing test dependencies: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+exec cargo test --workspace --locked "$@"
