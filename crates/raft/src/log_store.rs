@@ -188,3 +188,87 @@ pub fn encode_conf_state(conf_state: &ConfState) -> Vec<u8> {
 pub fn decode_conf_state(bytes: &[u8]) -> Result<ConfState, LogError> {
     decode("conf state", bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::Storage;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let mut entry = Entry::default();
+        entry.index = index;
+        entry.term = term;
+        entry.data = vec![7u8; 200].into();
+        entry
+    }
+
+    fn bootstrap(applied_index: u64) -> Bootstrap {
+        let mut conf_state = ConfState::default();
+        conf_state.voters = vec![1];
+        Bootstrap { conf_state, applied_index }
+    }
+
+    fn segments(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|e| e == "wal")).count()
+    }
+
+    #[test]
+    fn compaction_drops_old_segments_and_reopen_rebuilds_the_same_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions { segment_bytes: 8 * 1024 };
+        let (mut store, _) = LogStore::open(dir.path(), options, &bootstrap(0)).unwrap();
+        for index in 1..=400 {
+            store.append(&[entry(index, 1 + index / 100)]).unwrap();
+            if index % 10 == 0 {
+                let mut hard_state = HardState::default();
+                hard_state.term = 1 + index / 100;
+                hard_state.commit = index;
+                store.set_hard_state(&hard_state).unwrap();
+                store.sync().unwrap();
+            }
+        }
+        let before = segments(dir.path());
+        assert!(before > 5, "expected several segments, got {before}");
+        assert!(store.compact(300).unwrap() > 0);
+        assert!(segments(dir.path()) < before);
+        assert_eq!(store.first_index(), 300);
+        drop(store);
+
+        let (store, recovered) = LogStore::open(dir.path(), options, &bootstrap(350)).unwrap();
+        assert_eq!(recovered.snapshot_index, 300);
+        assert_eq!(recovered.last_index, 400);
+        assert_eq!(recovered.hard_state.commit, 400);
+        let storage = store.storage();
+        assert_eq!(storage.first_index().unwrap(), 301);
+        assert_eq!(storage.term(300).unwrap(), 4);
+        let entries = storage.entries(301, 401, None, raft::GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(entries.len(), 100);
+        assert_eq!(entries.last().unwrap().term, 5);
+    }
+
+    #[test]
+    fn a_backend_ahead_of_the_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(0)).unwrap();
+        store.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+        store.sync().unwrap();
+        drop(store);
+        let error = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(5)).err().expect("must refuse");
+        assert!(error.to_string().contains("inconsistent"), "{error}");
+    }
+
+    #[test]
+    fn the_commit_index_never_trails_what_was_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(0)).unwrap();
+        store.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
+        let mut hard_state = HardState::default();
+        hard_state.term = 1;
+        hard_state.commit = 1;
+        store.set_hard_state(&hard_state).unwrap();
+        store.sync().unwrap();
+        drop(store);
+        let (_, recovered) = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(3)).unwrap();
+        assert_eq!(recovered.hard_state.commit, 3);
+    }
+}
