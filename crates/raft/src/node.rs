@@ -82,6 +82,9 @@ pub struct NodeStatus {
     commit_index: AtomicU64,
     last_index: AtomicU64,
     leader_changes: AtomicU64,
+    /// Whether the leader this node knows has committed an entry in its term (before that, a leader
+    /// cannot serve read indexes).
+    committed_in_term: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +95,7 @@ pub struct StatusSnapshot {
     pub commit_index: u64,
     pub last_index: u64,
     pub leader_changes: u64,
+    pub committed_in_term: bool,
 }
 
 impl NodeStatus {
@@ -102,6 +106,7 @@ impl NodeStatus {
             commit_index: self.commit_index.load(Ordering::Acquire),
             last_index: self.last_index.load(Ordering::Acquire),
             leader_changes: self.leader_changes.load(Ordering::Acquire),
+            committed_in_term: self.committed_in_term.load(Ordering::Acquire),
         }
     }
 }
@@ -336,5 +341,7 @@ impl<T: Transport, O: Outbox> Node<T, O> {
         self.status.term.store(raft.term, Ordering::Release);
         self.status.commit_index.store(raft.raft_log.committed, Ordering::Release);
         self.status.last_index.store(raft.raft_log.last_index(), Ordering::Release);
+        let committed_term = raft.raft_log.term(raft.raft_log.committed).unwrap_or(0);
+        self.status.committed_in_term.store(leader != 0 && committed_term == raft.term, Ordering::Release);
     }
 }

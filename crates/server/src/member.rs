@@ -87,7 +87,19 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         max_txn_ops: settings.max_txn_ops,
     });
 
-    let served = serve(&settings, shared.clone(), applied, shutdown).await;
+    let (stop_sender, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_sender.send(true);
+    });
+    let mut stopped = stop.clone();
+    let served = tokio::select! {
+        () = wait_until_ready(&shared, &applied) => serve(&settings, shared.clone(), applied, stop).await,
+        _ = stopped.wait_for(|stopped| *stopped) => {
+            tracing::info!("stopped before the member became ready");
+            Ok(())
+        }
+    };
     drop(shared);
     node.shutdown();
     let _ = applier_thread.join();
@@ -96,15 +108,33 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     served
 }
 
+/// Like etcd, serve clients only once the member has a leader that committed in its term and has applied
+/// what was committed: before that, writes and linearizable reads could only wait.
+async fn wait_until_ready(shared: &Shared, applied: &watch::Receiver<u64>) {
+    let started = std::time::Instant::now();
+    let mut warned = started;
+    loop {
+        let status = shared.node.snapshot();
+        if status.committed_in_term && *applied.borrow() >= status.commit_index {
+            tracing::info!(waited_ms = started.elapsed().as_millis() as u64, "member is ready");
+            return;
+        }
+        if warned.elapsed() >= std::time::Duration::from_secs(5) {
+            warned = std::time::Instant::now();
+            tracing::warn!(leader = status.leader, "waiting for a leader before serving clients");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Serves the client API on every `--listen-client-urls` address until `shutdown` completes.
 async fn serve(
     settings: &Settings,
     shared: Arc<Shared>,
     applied: watch::Receiver<u64>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let max_receive = settings.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let (stop_sender, stop) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for url in &settings.listen_client_urls {
         let address = resolve(url).await?;
@@ -135,13 +165,13 @@ async fn serve(
                 .await
         });
     }
+    let mut stopped = stop.clone();
     tokio::select! {
-        () = shutdown => tracing::info!("shutting down"),
+        _ = stopped.wait_for(|stopped| *stopped) => tracing::info!("shutting down"),
         Some(result) = servers.join_next() => {
             result.context("client server task")?.context("client server")?;
         }
     }
-    let _ = stop_sender.send(true);
     while let Some(result) = servers.join_next().await {
         result.context("client server task")?.context("client server")?;
     }

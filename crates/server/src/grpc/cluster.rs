@@ -46,8 +46,8 @@ impl Cluster for ClusterService {
             client_ur_ls: member.client_urls.clone(),
             is_learner: false,
         }];
-        let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
-        let header = self.shared.header(Some(ResponseHeader { revision, ..Default::default() }));
+        // etcd's Cluster service fills in ids and term only: no revision.
+        let header = self.shared.header(None);
         Ok(Response::new(MemberListResponse { header, members }))
     }
 

@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
 
+/// How long a ReadIndex request may go unanswered before it is sent again.
+const READ_INDEX_RETRY: Duration = Duration::from_millis(200);
+
 type Reply = oneshot::Sender<Result<Response, EtcdError>>;
 
 /// Callers waiting for their entries to be applied, by request id.
@@ -128,8 +131,16 @@ impl Proposer {
         let (reply, index) = oneshot::channel();
         self.waiters.reads.lock().expect("waiters lock").insert(context, reply);
         let round = async {
-            self.send(Command::ReadIndex { context: context.to_be_bytes().to_vec() })?;
-            let index = index.await.map_err(|_| EtcdError::Stopped)?;
+            // Raft drops a read index request it cannot serve yet (no leader, or a new leader that has
+            // not committed in its term): ask again until the answer comes, as etcd's read loop does.
+            let mut index = index;
+            let index = loop {
+                self.send(Command::ReadIndex { context: context.to_be_bytes().to_vec() })?;
+                match tokio::time::timeout(READ_INDEX_RETRY, &mut index).await {
+                    Ok(answer) => break answer.map_err(|_| EtcdError::Stopped)?,
+                    Err(_) => continue,
+                }
+            };
             let mut applied = self.applied.clone();
             applied.wait_for(|applied| *applied >= index).await.map_err(|_| EtcdError::Stopped)?;
             Ok(())
