@@ -6,6 +6,7 @@
 
 use crate::applier::{self, ApplierSettings, DiskStats};
 use crate::config::{Settings, url_text};
+use crate::grpc::authority::AuthorityRewrite;
 use crate::grpc::{MemberInfo, Shared, cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
 use crate::identity;
 use crate::propose::{Proposer, Waiters};
@@ -142,8 +143,7 @@ async fn serve(
             .await
             .with_context(|| format!("cannot listen on {} (--listen-client-urls): is the port in use?", url_text(url)))?;
         tracing::info!(url = %url_text(url), %address, "serving the etcd v3 API");
-        // Without TCP_NODELAY, small replies can wait ~40 ms for a delayed ACK (Nagle).
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = accept(listener);
         let router = tonic::transport::Server::builder()
             .add_service(
                 KvServer::new(KvService::new(shared.clone()))
@@ -176,6 +176,19 @@ async fn serve(
         result.context("client server task")?.context("client server")?;
     }
     Ok(())
+}
+
+/// Client connections: TCP_NODELAY (without it, small replies can wait ~40 ms for a delayed ACK), and
+/// the `:authority` rewrite etcd's Go clients need (see `grpc::authority`).
+fn accept(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<AuthorityRewrite<tokio::net::TcpStream>>> {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(AuthorityRewrite::new(stream))
+    })
 }
 
 async fn resolve(url: &url::Url) -> anyhow::Result<SocketAddr> {

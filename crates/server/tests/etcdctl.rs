@@ -350,7 +350,6 @@ fn endpoint_status_and_health_with_a_bare_address() {
 }
 
 #[test]
-#[ignore = "keel bug: `endpoint status`/`hashkv` with --endpoints=http://host:port fail with RST_STREAM PROTOCOL_ERROR (etcd answers)"]
 fn endpoint_status_and_health_with_a_url() {
     let server = Server::keel(&[]);
     check_endpoint_status(&server.endpoint);

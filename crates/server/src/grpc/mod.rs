@@ -1,6 +1,7 @@
 //! The client-facing gRPC services, one file per etcd service. Requests are validated here, with
 //! etcd's checks and errors, before anything is proposed or read.
 
+pub mod authority;
 pub mod cluster;
 pub mod kv;
 pub mod maintenance;
