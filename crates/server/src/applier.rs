@@ -3,6 +3,7 @@
 //! answers waiting callers, and tells the node how far it got and when the log may be compacted.
 
 use crate::propose::Waiters;
+use crate::watch::WatchHub;
 use keel_api::EtcdError;
 use keel_raft::raft::eraftpb::{Entry, EntryType};
 use keel_raft::raft::ReadState;
@@ -101,6 +102,7 @@ pub fn start(
     commands: SyncSender<Command>,
     waiters: Arc<Waiters>,
     applied: watch::Sender<u64>,
+    hub: Arc<WatchHub>,
     disk: Arc<DiskStats>,
     settings: ApplierSettings,
 ) -> (MemberOutbox, JoinHandle<()>) {
@@ -112,6 +114,7 @@ pub fn start(
         commands,
         waiters: waiters.clone(),
         applied,
+        hub,
         disk: disk.clone(),
         settings,
         last_compact,
@@ -128,6 +131,7 @@ struct Applier {
     commands: SyncSender<Command>,
     waiters: Arc<Waiters>,
     applied: watch::Sender<u64>,
+    hub: Arc<WatchHub>,
     disk: Arc<DiskStats>,
     settings: ApplierSettings,
     last_compact: u64,
@@ -180,6 +184,7 @@ impl Applier {
         for applied in outcome.applied {
             self.waiters.resolve(applied.id, applied.result);
         }
+        self.hub.publish(outcome.changes);
         let index = self.machine.state().index;
         self.applied.send_replace(index);
         let _ = self.commands.try_send(Command::Applied { index });

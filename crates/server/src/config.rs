@@ -60,6 +60,9 @@ pub struct Config {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: u32,
+    /// Interval of the progress notifications watchers ask for (etcd's experimental flag), e.g. '10m', '5s'.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m")]
+    pub experimental_watch_progress_notify_interval: String,
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -83,6 +86,7 @@ pub struct Settings {
     pub max_txn_ops: usize,
     /// How long a client request may wait for its result (etcd: 5 s + 2 election timeouts).
     pub request_timeout: Duration,
+    pub watch_progress_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +200,10 @@ impl Config {
             max_request_bytes: self.max_request_bytes as usize,
             max_txn_ops: self.max_txn_ops as usize,
             request_timeout: Duration::from_secs(5) + 2 * election,
+            watch_progress_interval: parse_duration(
+                "experimental-watch-progress-notify-interval",
+                &self.experimental_watch_progress_notify_interval,
+            )?,
         })
     }
 
@@ -233,6 +241,25 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A Go-style duration: a number and a unit (`ms`, `s`, `m`, `h`), e.g. `10m`, `1.5s`, `100ms`.
+pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| invalid(flag, format!("{text:?} is not a duration like 10m or 5s")))?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(invalid(flag, format!("{text:?}: the unit must be ms, s, m or h"))),
+    };
+    if seconds <= 0.0 {
+        return Err(invalid(flag, "must be positive"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// `name=url,name=url2,other=url3`: a name may appear several times, once per URL.

@@ -7,6 +7,7 @@
 //! - [`propose`]: request ids, waiting callers, ReadIndex rounds.
 //! - [`applier`]: the thread that applies committed entries to the state machine.
 //! - [`identity`]: etcd's member and cluster id derivation.
+//! - [`watch`]: the watch hub the applier feeds, and one task per Watch stream.
 //!
 //! A write: gRPC handler -> validate -> `Proposer::propose` -> Raft node (WAL fsync) -> committed ->
 //! applier -> state machine -> the caller's reply.
@@ -17,6 +18,7 @@ mod grpc;
 mod identity;
 mod member;
 mod propose;
+mod watch;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

@@ -11,7 +11,11 @@ use crate::grpc::{MemberInfo, Shared, cluster::ClusterService, kv::KvService, ma
 use crate::identity;
 use crate::propose::{Proposer, Waiters};
 use anyhow::Context;
-use keel_api::etcdserverpb::{cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer};
+use keel_api::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use crate::grpc::watch::WatchService;
+use crate::watch::WatchHub;
 use keel_raft::raft::eraftpb::ConfState;
 use keel_raft::wal::WalOptions;
 use keel_raft::{Bootstrap, LogStore, NoPeers, NodeConfig};
@@ -49,6 +53,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
 
     let waiters = Arc::new(Waiters::default());
     let (applied_sender, applied) = watch::channel(applied_index);
+    let hub = Arc::new(WatchHub::default());
     let disk = Arc::new(DiskStats::default());
     let backend = machine.backend().clone();
     let queue = keel_raft::command_queue();
@@ -59,6 +64,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         commands.clone(),
         waiters.clone(),
         applied_sender,
+        hub.clone(),
         disk.clone(),
         ApplierSettings { snapshot_count: settings.snapshot_count, catch_up_entries: if single_voter { 0 } else { 5000 } },
     );
@@ -95,7 +101,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     });
     let mut stopped = stop.clone();
     let served = tokio::select! {
-        () = wait_until_ready(&shared, &applied) => serve(&settings, shared.clone(), applied, stop).await,
+        () = wait_until_ready(&shared, &applied) => serve(&settings, shared.clone(), hub, applied, stop).await,
         _ = stopped.wait_for(|stopped| *stopped) => {
             tracing::info!("stopped before the member became ready");
             Ok(())
@@ -132,6 +138,7 @@ async fn wait_until_ready(shared: &Shared, applied: &watch::Receiver<u64>) {
 async fn serve(
     settings: &Settings,
     shared: Arc<Shared>,
+    hub: Arc<WatchHub>,
     applied: watch::Receiver<u64>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -155,7 +162,17 @@ async fn serve(
                     .max_decoding_message_size(max_receive)
                     .max_encoding_message_size(usize::MAX),
             )
-            .add_service(ClusterServer::new(ClusterService::new(shared.clone())).max_decoding_message_size(max_receive));
+            .add_service(ClusterServer::new(ClusterService::new(shared.clone())).max_decoding_message_size(max_receive))
+            .add_service(
+                WatchServer::new(WatchService::new(
+                    shared.clone(),
+                    hub.clone(),
+                    settings.watch_progress_interval,
+                    settings.max_request_bytes,
+                ))
+                .max_decoding_message_size(max_receive)
+                .max_encoding_message_size(usize::MAX),
+            );
         let mut stop = stop.clone();
         servers.spawn(async move {
             router

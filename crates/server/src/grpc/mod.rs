@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod kv;
 pub mod maintenance;
 pub mod validate;
+pub mod watch;
 
 use crate::applier::DiskStats;
 use crate::propose::Proposer;

@@ -81,6 +81,33 @@ impl ReadView {
     }
 }
 
+impl ReadView {
+    /// Every change with a main revision in `from..=to`, in revision order, at most `limit` revisions'
+    /// worth (a revision's changes are never split). Tombstones come back as `Change::Delete`.
+    pub fn history(&self, from: i64, to: i64, limit: usize) -> Result<Vec<Change>, StateError> {
+        let mut changes = Vec::new();
+        let mut revisions = 0;
+        let mut last_main = None;
+        let start = Revision::new(from.max(0), 0).storage_key();
+        let end = Revision::new(to.max(0), i64::MAX).storage_key();
+        for item in self.tables.kv.range(start..=end)? {
+            let (key, record) = item?;
+            let (main, _) = key.value();
+            if last_main != Some(main) {
+                if revisions == limit {
+                    break;
+                }
+                revisions += 1;
+                last_main = Some(main);
+            }
+            let kv = KeyValue::decode(record.value())
+                .map_err(|error| StateError::Corrupt(format!("revision {main}: {error}")))?;
+            changes.push(if kv.create_revision == 0 { Change::Delete(kv) } else { Change::Put(kv) });
+        }
+        Ok(changes)
+    }
+}
+
 impl Reader for ReadView {
     fn revision(&self) -> i64 {
         self.revision
