@@ -26,6 +26,11 @@ pub enum LogError {
          inconsistent (was the WAL deleted or replaced?); restore the member from a snapshot"
     )]
     AppliedBeyondLog { applied: u64, last: u64 },
+    #[error(
+        "the backend has applied index {applied} but the write-ahead log starts at {first}: entries in between \
+         are gone (was member/snap/db replaced by an older copy?); restore the member from a snapshot"
+    )]
+    AppliedBeforeLog { applied: u64, first: u64 },
 }
 
 /// What the state machine says about itself when the log is opened.
@@ -69,6 +74,9 @@ impl LogStore {
         let last_index = entries.last().map_or(snapshot_index, |entry| entry.index);
         if bootstrap.applied_index > last_index {
             return Err(LogError::AppliedBeyondLog { applied: bootstrap.applied_index, last: last_index });
+        }
+        if bootstrap.applied_index < snapshot_index {
+            return Err(LogError::AppliedBeforeLog { applied: bootstrap.applied_index, first: snapshot_index + 1 });
         }
         let mut hard_state = match &replay.state {
             Some(bytes) => decode::<HardState>("hard state", bytes)?,
@@ -255,6 +263,19 @@ mod tests {
         drop(store);
         let error = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(5)).err().expect("must refuse");
         assert!(error.to_string().contains("inconsistent"), "{error}");
+    }
+
+    #[test]
+    fn a_backend_behind_the_compacted_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(0)).unwrap();
+        store.append(&(1..=10).map(|index| entry(index, 1)).collect::<Vec<_>>()).unwrap();
+        store.sync().unwrap();
+        store.compact(8).unwrap();
+        drop(store);
+        let error = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(0)).err().expect("must refuse");
+        assert!(error.to_string().contains("older copy"), "{error}");
+        assert!(LogStore::open(dir.path(), WalOptions::default(), &bootstrap(8)).is_ok());
     }
 
     #[test]

@@ -21,8 +21,6 @@ use tokio::sync::watch;
 const APPLY_QUEUE: usize = 1024;
 /// How often a backend commit is made durable (etcd's backend batch interval is 100 ms).
 const DURABLE_INTERVAL: Duration = Duration::from_millis(100);
-/// How often the backend's in-use size is measured (it walks the trees).
-const SIZE_INTERVAL: Duration = Duration::from_secs(5);
 /// etcd's warning threshold for applying one request.
 const SLOW_APPLY: Duration = Duration::from_millis(100);
 
@@ -33,7 +31,6 @@ pub struct DiskStats {
     pub wal_synced_entries: AtomicU64,
     pub wal_sync_micros_total: AtomicU64,
     pub wal_sync_micros_max: AtomicU64,
-    pub backend_in_use_bytes: AtomicU64,
 }
 
 impl DiskStats {
@@ -115,11 +112,9 @@ pub fn start(
         waiters: waiters.clone(),
         applied,
         hub,
-        disk: disk.clone(),
         settings,
         last_compact,
         last_durable: Instant::now(),
-        last_size: Instant::now() - SIZE_INTERVAL,
     };
     let thread = std::thread::Builder::new().name("applier".into()).spawn(move || applier.run()).expect("spawn applier");
     (MemberOutbox { entries: sender, waiters, disk }, thread)
@@ -132,16 +127,13 @@ struct Applier {
     waiters: Arc<Waiters>,
     applied: watch::Sender<u64>,
     hub: Arc<WatchHub>,
-    disk: Arc<DiskStats>,
     settings: ApplierSettings,
     last_compact: u64,
     last_durable: Instant,
-    last_size: Instant,
 }
 
 impl Applier {
     fn run(mut self) {
-        self.measure_size();
         while let Ok(mut batch) = self.receiver.recv() {
             while let Ok(more) = self.receiver.try_recv() {
                 batch.extend(more);
@@ -189,9 +181,6 @@ impl Applier {
         self.applied.send_replace(index);
         let _ = self.commands.try_send(Command::Applied { index });
         self.maybe_compact(index)?;
-        if self.last_size.elapsed() >= SIZE_INTERVAL {
-            self.measure_size();
-        }
         Ok(())
     }
 
@@ -202,21 +191,14 @@ impl Applier {
         }
         self.machine.persist()?;
         self.last_durable = Instant::now();
+        // Whether or not the node takes this one (its queue may be full), the next try is a full
+        // --snapshot-count later: never one durable commit per batch under load.
+        self.last_compact = index;
         let compact_to = index.saturating_sub(self.settings.catch_up_entries);
         if compact_to > 0 && self.commands.try_send(Command::Compact { index: compact_to }).is_ok() {
             tracing::info!(applied = index, compact_to, "backend persisted; compacting the raft log");
-            self.last_compact = index;
         }
         Ok(())
-    }
-
-    fn measure_size(&mut self) {
-        self.last_size = Instant::now();
-        match self.machine.backend().size_in_use() {
-            Ok(bytes) => self.disk.backend_in_use_bytes.store(bytes, Ordering::Relaxed),
-            Err(error) => tracing::warn!(%error, "cannot measure the backend's size in use"),
-        }
-        tracing::debug!(took_ms = self.last_size.elapsed().as_millis() as u64, "measured the backend's size in use");
     }
 }
 

@@ -90,7 +90,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         proposer,
         backend,
         node: node.status_handle(),
-        disk: disk.clone(),
         max_txn_ops: settings.max_txn_ops,
     });
 

@@ -97,6 +97,7 @@ fn scenario() -> Vec<Step> {
     use CompareTarget::*;
     let mut steps = vec![
         Step::Range(range("a", "")),
+        Step::Compact(CompactionRequest { revision: 0, physical: false }),
         put("a", "1"),
         put("b", "2"),
         put("c", "3"),

@@ -27,7 +27,7 @@ struct Model {
 impl Model {
     fn new() -> Self {
         // Revision 0 does not exist; revision 1 is the empty store.
-        Model { history: vec![Snapshot::new(), Snapshot::new()], compacted: 0 }
+        Model { history: vec![Snapshot::new(), Snapshot::new()], compacted: -1 }
     }
     fn revision(&self) -> i64 {
         self.history.len() as i64 - 1

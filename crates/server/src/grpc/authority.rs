@@ -25,6 +25,10 @@ const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 /// The HTTP/2 default SETTINGS_MAX_FRAME_SIZE, which the server keeps.
 const MAX_FRAME_BYTES: usize = 16_384;
+/// The largest header block collected before it is refused (h2 caps header lists far below this).
+const MAX_HEADER_BLOCK_BYTES: usize = 256 * 1024;
+/// The HPACK dynamic table size the server advertises (the HTTP/2 default).
+const HEADER_TABLE_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -67,7 +71,12 @@ impl<S> AuthorityRewrite<S> {
             output: Vec::new(),
             output_position: 0,
             pending: None,
-            decoder: Decoder::new(),
+            decoder: {
+                let mut decoder = Decoder::new();
+                // What the server advertised is all a client may use; refuse anything larger.
+                decoder.set_max_allowed_table_size(HEADER_TABLE_BYTES);
+                decoder
+            },
             encoder: Encoder::new(),
         }
     }
@@ -92,6 +101,9 @@ impl<S> AuthorityRewrite<S> {
                 return Ok(());
             }
             let length = u32::from_be_bytes([0, self.input[0], self.input[1], self.input[2]]) as usize;
+            if length > MAX_FRAME_BYTES {
+                return Err(malformed("frame larger than SETTINGS_MAX_FRAME_SIZE"));
+            }
             if self.input.len() < FRAME_HEADER_BYTES + length {
                 return Ok(());
             }
@@ -130,6 +142,9 @@ impl<S> AuthorityRewrite<S> {
                 let pending = self.pending.as_mut().ok_or_else(|| malformed("CONTINUATION without HEADERS"))?;
                 pending.fragment.extend_from_slice(payload);
                 pending.raw_frames.extend_from_slice(&frame);
+                if pending.raw_frames.len() > MAX_HEADER_BLOCK_BYTES {
+                    return Err(malformed("header block too large"));
+                }
                 if flags & END_HEADERS != 0 {
                     self.finish_block()?;
                 }

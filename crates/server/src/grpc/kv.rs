@@ -33,8 +33,11 @@ impl Kv for KvService {
         if !request.serializable {
             self.shared.proposer.read_barrier().await.map_err(etcd)?;
         }
-        let view = self.shared.read_view()?;
-        let mut response = mvcc::range(&view, &request).map_err(status)?;
+        // A large range can take a while: keep it off the runtime's worker so other requests go on.
+        let mut response = tokio::task::block_in_place(|| {
+            let view = self.shared.read_view()?;
+            mvcc::range(&view, &request).map_err(status)
+        })?;
         response.header = self.shared.header(response.header);
         Ok(GrpcResponse::new(response))
     }
@@ -74,8 +77,10 @@ impl Kv for KvService {
             if !all_serializable(&request) {
                 self.shared.proposer.read_barrier().await.map_err(etcd)?;
             }
-            let view = self.shared.read_view()?;
-            let mut response = mvcc::read_only_txn(&view, &request).map_err(status)?;
+            let mut response = tokio::task::block_in_place(|| {
+                let view = self.shared.read_view()?;
+                mvcc::read_only_txn(&view, &request).map_err(status)
+            })?;
             response.header = self.shared.header(response.header);
             return Ok(GrpcResponse::new(response));
         }
@@ -103,13 +108,12 @@ impl Kv for KvService {
     }
 }
 
-/// etcd's `isTxnSerializable`: every range in the transaction, at every depth, is serializable.
+/// etcd's `isTxnSerializable`: every op is a serializable range (a nested txn never is).
 fn all_serializable(request: &TxnRequest) -> bool {
     use keel_api::etcdserverpb::request_op::Request as Op;
     request.success.iter().chain(&request.failure).all(|op| match &op.request {
         Some(Op::RequestRange(range)) => range.serializable,
-        Some(Op::RequestTxn(nested)) => all_serializable(nested),
-        _ => true,
+        _ => false,
     })
 }
 

@@ -6,7 +6,8 @@ use keel_api::etcdserverpb::maintenance_server::Maintenance;
 use keel_api::etcdserverpb::*;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -16,11 +17,36 @@ pub const ETCD_API_VERSION: &str = "3.5.0";
 pub struct MaintenanceService {
     shared: Arc<Shared>,
     applied: watch::Receiver<u64>,
+    size_in_use: Mutex<Option<(Instant, i64)>>,
 }
+
+/// How long a measured backend size in use is reused (measuring walks every tree of the backend).
+const SIZE_IN_USE_REUSE: Duration = Duration::from_secs(30);
 
 impl MaintenanceService {
     pub fn new(shared: Arc<Shared>, applied: watch::Receiver<u64>) -> Self {
-        MaintenanceService { shared, applied }
+        MaintenanceService { shared, applied, size_in_use: Mutex::new(None) }
+    }
+
+    /// etcd's `dbSizeInUse`, measured on demand and reused for a while.
+    async fn size_in_use(&self) -> i64 {
+        if let Some((measured_at, bytes)) = *self.size_in_use.lock().expect("size lock") {
+            if measured_at.elapsed() < SIZE_IN_USE_REUSE {
+                return bytes;
+            }
+        }
+        let backend = self.shared.backend.clone();
+        match tokio::task::spawn_blocking(move || backend.size_in_use()).await {
+            Ok(Ok(bytes)) => {
+                *self.size_in_use.lock().expect("size lock") = Some((Instant::now(), bytes as i64));
+                bytes as i64
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot measure the backend's size in use");
+                0
+            }
+            Err(_) => 0,
+        }
     }
 }
 
@@ -47,6 +73,8 @@ impl Maintenance for MaintenanceService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let node = self.shared.node.snapshot();
         let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
+        let db_size_in_use = self.size_in_use().await;
+        let applied_index = *self.applied.borrow();
         let mut errors = Vec::new();
         if node.leader == 0 {
             errors.push(keel_api::EtcdError::NoLeader.message().to_string());
@@ -58,9 +86,9 @@ impl Maintenance for MaintenanceService {
             leader: node.leader,
             raft_index: node.commit_index,
             raft_term: node.term,
-            raft_applied_index: *self.applied.borrow(),
+            raft_applied_index: applied_index,
             errors,
-            db_size_in_use: self.shared.disk.backend_in_use_bytes.load(Ordering::Relaxed) as i64,
+            db_size_in_use,
             is_learner: false,
             ..Default::default()
         }))

@@ -8,7 +8,6 @@ pub mod maintenance;
 pub mod validate;
 pub mod watch;
 
-use crate::applier::DiskStats;
 use crate::propose::Proposer;
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::ResponseHeader;
@@ -34,7 +33,6 @@ pub struct Shared {
     pub proposer: Arc<Proposer>,
     pub backend: Arc<Backend>,
     pub node: Arc<NodeStatus>,
-    pub disk: Arc<DiskStats>,
     pub max_txn_ops: usize,
 }
 

@@ -98,6 +98,18 @@ pub(crate) fn read_u64<T: ReadableTable<&'static str, &'static [u8]>>(table: &T,
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// A stored revision-like value, or `absent` when it was never written.
+pub(crate) fn read_i64_or<T: ReadableTable<&'static str, &'static [u8]>>(
+    table: &T,
+    name: &str,
+    absent: i64,
+) -> Result<i64, StateError> {
+    if table.get(name)?.is_none() {
+        return Ok(absent);
+    }
+    Ok(read_u64(table, name)? as i64)
+}
+
 pub(crate) fn write_u64(table: &mut redb::Table<&str, &[u8]>, name: &str, value: u64) -> Result<(), StateError> {
     table.insert(name, value.to_be_bytes().as_slice())?;
     Ok(())

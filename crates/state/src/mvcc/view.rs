@@ -10,6 +10,9 @@ use prost::Message;
 use redb::{ReadOnlyTable, ReadableTable, Table, WriteTransaction};
 use std::ops::Bound;
 
+/// The compact revision of a store never compacted (etcd's -1: even revision 0 may be compacted once).
+const NEVER_COMPACTED: i64 = -1;
+
 /// The two tables every read needs, over either transaction kind.
 struct Tables<I, K> {
     index: I,
@@ -75,7 +78,7 @@ impl ReadView {
         let meta_table = transaction.open_table(META)?;
         Ok(ReadView {
             revision: backend::read_u64(&meta_table, meta::REVISION)? as i64,
-            compact_revision: backend::read_u64(&meta_table, meta::COMPACT_REVISION)? as i64,
+            compact_revision: backend::read_i64_or(&meta_table, meta::COMPACT_REVISION, NEVER_COMPACTED)?,
             tables: Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? },
         })
     }
@@ -148,7 +151,7 @@ impl<'t> WriteView<'t> {
         let meta_table = transaction.open_table(META)?;
         Ok(WriteView {
             committed: backend::read_u64(&meta_table, meta::REVISION)? as i64,
-            compact_revision: backend::read_u64(&meta_table, meta::COMPACT_REVISION)? as i64,
+            compact_revision: backend::read_i64_or(&meta_table, meta::COMPACT_REVISION, NEVER_COMPACTED)?,
             meta: meta_table,
             tables: Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? },
             next_sub: 0,
