@@ -3,6 +3,7 @@
 //! answers waiting callers, and tells the node how far it got and when the log may be compacted.
 
 use crate::propose::Waiters;
+use crate::lease::Lessor;
 use crate::watch::WatchHub;
 use keel_api::EtcdError;
 use keel_raft::raft::eraftpb::{Entry, EntryType};
@@ -100,6 +101,7 @@ pub fn start(
     waiters: Arc<Waiters>,
     applied: watch::Sender<u64>,
     hub: Arc<WatchHub>,
+    lessor: Arc<Lessor>,
     disk: Arc<DiskStats>,
     settings: ApplierSettings,
 ) -> (MemberOutbox, JoinHandle<()>) {
@@ -112,6 +114,7 @@ pub fn start(
         waiters: waiters.clone(),
         applied,
         hub,
+        lessor,
         settings,
         last_compact,
         last_durable: Instant::now(),
@@ -127,6 +130,7 @@ struct Applier {
     waiters: Arc<Waiters>,
     applied: watch::Sender<u64>,
     hub: Arc<WatchHub>,
+    lessor: Arc<Lessor>,
     settings: ApplierSettings,
     last_compact: u64,
     last_durable: Instant,
@@ -173,6 +177,8 @@ impl Applier {
         if durable {
             self.last_durable = Instant::now();
         }
+        // The lessor first: a client told its lease is granted may keep it alive at once.
+        self.lessor.applied(&outcome.lease_changes);
         for applied in outcome.applied {
             self.waiters.resolve(applied.id, applied.result);
         }

@@ -72,6 +72,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub name: String,
+    /// `--election-timeout`.
+    pub election_timeout: Duration,
     pub data_dir: PathBuf,
     pub listen_client_urls: Vec<Url>,
     pub advertise_client_urls: Vec<Url>,
@@ -188,6 +190,7 @@ impl Config {
         let election = Duration::from_millis(self.election_timeout);
         Ok(Settings {
             name: self.name.clone(),
+            election_timeout: election,
             data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.keel", self.name))),
             listen_client_urls: parse_urls("listen-client-urls", &self.listen_client_urls)?,
             advertise_client_urls: parse_urls("advertise-client-urls", &self.advertise_client_urls)?,

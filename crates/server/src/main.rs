@@ -7,6 +7,7 @@
 //! - [`propose`]: request ids, waiting callers, ReadIndex rounds.
 //! - [`applier`]: the thread that applies committed entries to the state machine.
 //! - [`identity`]: etcd's member and cluster id derivation.
+//! - [`lease`]: the lessor: lease clocks, expiry and checkpoints as the leader's proposals.
 //! - [`watch`]: the watch hub the applier feeds, and one task per Watch stream.
 //!
 //! A write: gRPC handler -> validate -> `Proposer::propose` -> Raft node (WAL fsync) -> committed ->
@@ -16,6 +17,7 @@ mod applier;
 mod config;
 mod grpc;
 mod identity;
+mod lease;
 mod member;
 mod propose;
 mod watch;

@@ -12,8 +12,10 @@ use crate::identity;
 use crate::propose::{Proposer, Waiters};
 use anyhow::Context;
 use keel_api::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer, lease_server::LeaseServer,
 };
+use crate::grpc::lease::LeaseService;
+use crate::lease::Lessor;
 use crate::grpc::watch::WatchService;
 use crate::watch::WatchHub;
 use keel_raft::raft::eraftpb::ConfState;
@@ -54,6 +56,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let waiters = Arc::new(Waiters::default());
     let (applied_sender, applied) = watch::channel(applied_index);
     let hub = Arc::new(WatchHub::default());
+    let min_lease_ttl = (settings.election_timeout * 3 / 2).as_secs_f64().ceil() as i64;
+    let lessor = Arc::new(Lessor::new(machine.read()?.leases()?, min_lease_ttl));
     let disk = Arc::new(DiskStats::default());
     let backend = machine.backend().clone();
     let queue = keel_raft::command_queue();
@@ -65,6 +69,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         waiters.clone(),
         applied_sender,
         hub.clone(),
+        lessor.clone(),
         disk.clone(),
         ApplierSettings { snapshot_count: settings.snapshot_count, catch_up_entries: if single_voter { 0 } else { 5000 } },
     );
@@ -85,6 +90,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         settings.max_request_bytes,
         settings.request_timeout,
     );
+    tokio::spawn(crate::lease::run(
+        lessor.clone(),
+        proposer.clone(),
+        node.status_handle(),
+        member.member_id,
+        settings.election_timeout,
+    ));
     let shared = Arc::new(Shared {
         member,
         proposer,
@@ -100,7 +112,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     });
     let mut stopped = stop.clone();
     let served = tokio::select! {
-        () = wait_until_ready(&shared, &applied) => serve(&settings, shared.clone(), hub, applied, stop).await,
+        () = wait_until_ready(&shared, &applied) => serve(&settings, shared.clone(), hub, lessor, applied, stop).await,
         _ = stopped.wait_for(|stopped| *stopped) => {
             tracing::info!("stopped before the member became ready");
             Ok(())
@@ -138,6 +150,7 @@ async fn serve(
     settings: &Settings,
     shared: Arc<Shared>,
     hub: Arc<WatchHub>,
+    lessor: Arc<Lessor>,
     applied: watch::Receiver<u64>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -171,7 +184,8 @@ async fn serve(
                 ))
                 .max_decoding_message_size(max_receive)
                 .max_encoding_message_size(usize::MAX),
-            );
+            )
+            .add_service(LeaseServer::new(LeaseService::new(shared.clone(), lessor.clone())).max_decoding_message_size(max_receive));
         let mut stop = stop.clone();
         servers.spawn(async move {
             router

@@ -4,7 +4,7 @@
 //! - [`backend`]: the redb file, its tables and meta keys, and the durability split (most commits are
 //!   not fsynced; the Raft WAL is what makes writes durable).
 //! - [`mvcc`]: revisions, per-key generations ([`mvcc::key_index`]), range/put/delete/txn, compaction.
-//! - [`lease`]: lease bookkeeping (grant/revoke/expiry arrive with the Lease work).
+//! - [`lease`]: lease records and the keys attached to them (expiry is the leader's, as proposals).
 //! - [`apply`]: one batch of committed entries -> one backend transaction, applied index included.
 //!
 //! Nothing here knows about tokio, clocks, sockets or Raft: the same entries give the same store.
@@ -18,4 +18,5 @@ mod revision;
 
 pub use apply::{Applied, AppliedState, BatchOutcome, Entry, Response, StateMachine};
 pub use error::StateError;
+pub use lease::LeaseChange;
 pub use revision::Revision;

@@ -4,6 +4,7 @@
 pub mod authority;
 pub mod cluster;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod validate;
 pub mod watch;

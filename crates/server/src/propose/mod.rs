@@ -87,6 +87,11 @@ impl Proposer {
         proposer
     }
 
+    /// A fresh id, unique across members and restarts (also used for server-chosen lease ids).
+    pub fn next_id(&self) -> u64 {
+        self.ids.next()
+    }
+
     /// Proposes a write and waits until it is applied on this member.
     pub async fn propose(&self, request: Request) -> Result<Response, EtcdError> {
         let id = self.ids.next();

@@ -9,8 +9,10 @@ use crate::error::StateError;
 use crate::mvcc::{self, Change, KeySpan, ReadView, Reader, WriteView};
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
+use crate::lease::LeaseChange;
 use keel_api::keelpb::InternalRequest;
 use keel_api::keelpb::internal_request::Request;
 use prost::Message;
@@ -39,6 +41,9 @@ pub enum Response {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint(LeaseCheckpointResponse),
 }
 
 /// Where the state machine stands.
@@ -55,6 +60,7 @@ pub struct AppliedState {
 pub struct BatchOutcome {
     pub applied: Vec<Applied>,
     pub changes: Vec<Change>,
+    pub lease_changes: Vec<LeaseChange>,
 }
 
 pub struct StateMachine {
@@ -128,6 +134,7 @@ impl StateMachine {
             view.write_meta(meta::APPLIED_INDEX, last_index)?;
             view.write_meta(meta::APPLIED_TERM, last_term)?;
             outcome.changes = view.take_changes();
+            outcome.lease_changes = view.take_lease_changes();
             self.state.revision = view.revision();
             self.state.compact_revision = view.compact_revision();
         }
@@ -155,6 +162,17 @@ fn apply_request(view: &mut WriteView<'_>, request: Option<Request>) -> Result<R
             .and_then(|plan| mvcc::execute_txn(view, &txn, &plan))
             .map(|response| Response::Txn(response)),
         Some(Request::Compaction(compaction)) => compact(view, &compaction).map(Response::Compaction),
+        Some(Request::LeaseGrant(grant)) => view.grant_lease(grant.id, grant.ttl).map(|()| {
+            Response::LeaseGrant(LeaseGrantResponse { header: Some(header(view)), id: grant.id, ttl: grant.ttl, error: String::new() })
+        }),
+        Some(Request::LeaseRevoke(revoke)) => view
+            .revoke_lease(revoke.id)
+            .map(|()| Response::LeaseRevoke(LeaseRevokeResponse { header: Some(header(view)) })),
+        Some(Request::LeaseCheckpoint(checkpoint)) => checkpoint
+            .checkpoints
+            .iter()
+            .try_for_each(|lease| view.checkpoint_lease(lease.id, lease.remaining_ttl))
+            .map(|()| Response::LeaseCheckpoint(LeaseCheckpointResponse { header: Some(header(view)) })),
         None => Err(EtcdError::KeyNotFound.into()),
     };
     view.end()?;
@@ -163,6 +181,10 @@ fn apply_request(view: &mut WriteView<'_>, request: Option<Request>) -> Result<R
         Err(StateError::Request(error)) => Ok(Err(error)),
         Err(fatal) => Err(fatal),
     }
+}
+
+fn header(view: &WriteView<'_>) -> ResponseHeader {
+    ResponseHeader { revision: view.revision(), ..Default::default() }
 }
 
 fn compact(view: &mut WriteView<'_>, request: &CompactionRequest) -> Result<CompactionResponse, StateError> {

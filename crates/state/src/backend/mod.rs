@@ -3,6 +3,7 @@
 //! Tables:
 //! - `key_index`: user key -> encoded [`KeyIndex`](crate::mvcc::key_index::KeyIndex) (its generations).
 //! - `kv`: (main, sub) revision -> encoded `mvccpb.KeyValue` (a tombstone has `create_revision == 0`).
+//! - `leases`: lease id -> encoded `keelpb.LeaseRecord`; `lease_keys`: (lease id, user key) -> ().
 //! - `meta`: named values: applied index and term, current and compacted revision, conf state.
 //!
 //! Durability: the Raft WAL is what makes a write durable. Most backend commits are made with
@@ -17,6 +18,8 @@ use std::path::{Path, PathBuf};
 pub(crate) const KEY_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_index");
 pub(crate) const KV: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("kv");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
+pub(crate) const LEASE_KEYS: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("lease_keys");
 
 /// Names of the meta keys.
 pub mod meta {
@@ -46,6 +49,8 @@ impl Backend {
         let transaction = database.begin_write()?;
         transaction.open_table(KEY_INDEX)?;
         transaction.open_table(KV)?;
+        transaction.open_table(LEASES)?;
+        transaction.open_table(LEASE_KEYS)?;
         {
             let mut meta_table = transaction.open_table(META)?;
             // As in etcd, an empty store is at revision 1: the first write makes revision 2.

@@ -52,6 +52,7 @@ pub trait Reader {
     /// The current revision as this view sees it (a write view counts its own pending changes).
     fn revision(&self) -> i64;
     fn compact_revision(&self) -> i64;
+    fn lease_exists(&self, id: i64) -> Result<bool, StateError>;
     fn key_index(&self, key: &[u8]) -> Result<Option<KeyIndex>, StateError>;
     /// Calls `visit` for every indexed key in the span, in key order, until it returns false.
     fn scan(

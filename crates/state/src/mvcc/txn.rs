@@ -6,7 +6,6 @@
 
 use super::{KeySpan, Reader, WriteView};
 use crate::error::StateError;
-use crate::lease;
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use keel_api::etcdserverpb::request_op::Request;
@@ -63,7 +62,7 @@ pub(crate) fn check_put(reader: &impl Reader, put: &PutRequest) -> Result<(), St
     if (put.ignore_value || put.ignore_lease) && reader.get(&put.key, reader.revision())?.is_none() {
         return Err(EtcdError::KeyNotFound.into());
     }
-    if put.lease != 0 && !lease::exists(put.lease) {
+    if put.lease != 0 && !reader.lease_exists(put.lease)? {
         return Err(EtcdError::LeaseNotFound.into());
     }
     Ok(())

@@ -2,7 +2,10 @@
 
 use super::key_index::KeyIndex;
 use super::{Change, KeySpan, Reader};
-use crate::backend::{self, Backend, KEY_INDEX, KV, META, meta};
+use crate::backend::{self, Backend, KEY_INDEX, KV, LEASE_KEYS, LEASES, META, meta};
+use crate::lease::{self, LeaseChange};
+use keel_api::EtcdError;
+use keel_api::keelpb::LeaseRecord;
 use crate::error::StateError;
 use crate::revision::Revision;
 use keel_api::mvccpb::KeyValue;
@@ -68,6 +71,8 @@ where
 /// A consistent snapshot of the store, as of the last backend commit when it was opened.
 pub struct ReadView {
     tables: Tables<ReadOnlyTable<&'static [u8], &'static [u8]>, ReadOnlyTable<(u64, u64), &'static [u8]>>,
+    leases: ReadOnlyTable<u64, &'static [u8]>,
+    lease_keys: ReadOnlyTable<(u64, &'static [u8]), ()>,
     revision: i64,
     compact_revision: i64,
 }
@@ -80,7 +85,22 @@ impl ReadView {
             revision: backend::read_u64(&meta_table, meta::REVISION)? as i64,
             compact_revision: backend::read_i64_or(&meta_table, meta::COMPACT_REVISION, NEVER_COMPACTED)?,
             tables: Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? },
+            leases: transaction.open_table(LEASES)?,
+            lease_keys: transaction.open_table(LEASE_KEYS)?,
         })
+    }
+
+    /// A lease and the keys attached to it.
+    pub fn lease(&self, id: i64) -> Result<Option<(LeaseRecord, Vec<Vec<u8>>)>, StateError> {
+        match lease::lookup(&self.leases, id)? {
+            Some(record) => Ok(Some((record, lease::keys(&self.lease_keys, id)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Every lease.
+    pub fn leases(&self) -> Result<Vec<LeaseRecord>, StateError> {
+        lease::all(&self.leases)
     }
 }
 
@@ -115,6 +135,9 @@ impl Reader for ReadView {
     fn revision(&self) -> i64 {
         self.revision
     }
+    fn lease_exists(&self, id: i64) -> Result<bool, StateError> {
+        Ok(lease::lookup(&self.leases, id)?.is_some())
+    }
     fn compact_revision(&self) -> i64 {
         self.compact_revision
     }
@@ -138,6 +161,9 @@ impl Reader for ReadView {
 pub struct WriteView<'t> {
     tables: Tables<Table<'t, &'static [u8], &'static [u8]>, Table<'t, (u64, u64), &'static [u8]>>,
     pub(super) meta: Table<'t, &'static str, &'static [u8]>,
+    leases: Table<'t, u64, &'static [u8]>,
+    lease_keys: Table<'t, (u64, &'static [u8]), ()>,
+    lease_changes: Vec<LeaseChange>,
     /// The last committed main revision.
     committed: i64,
     /// Sub revision of the next change in the open transaction; 0 means nothing changed yet.
@@ -154,9 +180,62 @@ impl<'t> WriteView<'t> {
             compact_revision: backend::read_i64_or(&meta_table, meta::COMPACT_REVISION, NEVER_COMPACTED)?,
             meta: meta_table,
             tables: Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? },
+            leases: transaction.open_table(LEASES)?,
+            lease_keys: transaction.open_table(LEASE_KEYS)?,
+            lease_changes: Vec::new(),
             next_sub: 0,
             changes: Vec::new(),
         })
+    }
+
+    /// Lease grants and revocations made since the view was opened, in order.
+    pub fn take_lease_changes(&mut self) -> Vec<LeaseChange> {
+        std::mem::take(&mut self.lease_changes)
+    }
+
+    /// Grants lease `id` (already chosen and TTL already adjusted by the proposer).
+    pub fn grant_lease(&mut self, id: i64, ttl: i64) -> Result<(), StateError> {
+        if lease::lookup(&self.leases, id)?.is_some() {
+            return Err(EtcdError::LeaseExists.into());
+        }
+        let record = LeaseRecord { id, ttl, remaining_ttl: 0 };
+        self.leases.insert(lease::storage_id(id), lease::encode(&record).as_slice())?;
+        self.lease_changes.push(LeaseChange::Granted { id, ttl });
+        Ok(())
+    }
+
+    /// Revokes lease `id`, deleting every key attached to it (in key order, in one revision).
+    pub fn revoke_lease(&mut self, id: i64) -> Result<(), StateError> {
+        if lease::lookup(&self.leases, id)?.is_none() {
+            return Err(EtcdError::LeaseNotFound.into());
+        }
+        for key in lease::keys(&self.lease_keys, id)? {
+            self.delete_range(KeySpan::Single(&key))?;
+        }
+        self.leases.remove(lease::storage_id(id))?;
+        self.lease_changes.push(LeaseChange::Revoked { id });
+        Ok(())
+    }
+
+    /// Records the remaining TTL the leader measured for lease `id` (unknown leases are skipped).
+    pub fn checkpoint_lease(&mut self, id: i64, remaining_ttl: i64) -> Result<(), StateError> {
+        let Some(mut record) = lease::lookup(&self.leases, id)? else { return Ok(()) };
+        record.remaining_ttl = remaining_ttl;
+        self.leases.insert(lease::storage_id(id), lease::encode(&record).as_slice())?;
+        Ok(())
+    }
+
+    fn attach(&mut self, key: &[u8], previous: i64, lease: i64) -> Result<(), StateError> {
+        if previous == lease {
+            return Ok(());
+        }
+        if previous != 0 {
+            self.lease_keys.remove((lease::storage_id(previous), key))?;
+        }
+        if lease != 0 {
+            self.lease_keys.insert((lease::storage_id(lease), key), ())?;
+        }
+        Ok(())
     }
 
     /// Starts a write transaction of the store (one client request).
@@ -197,6 +276,7 @@ impl<'t> WriteView<'t> {
             Some(current) => Some(self.tables.change_at(current.modified)?),
             None => None,
         };
+        self.attach(key, previous.as_ref().map_or(0, |kv| kv.lease), lease)?;
         index.put(revision);
         let now = index.current().expect("just put");
         let stored = KeyValue {
@@ -223,7 +303,9 @@ impl<'t> WriteView<'t> {
         })?;
         let mut deleted = Vec::with_capacity(doomed.len());
         for (key, mut index, modified) in doomed {
-            deleted.push(self.tables.change_at(modified)?);
+            let last = self.tables.change_at(modified)?;
+            self.attach(&key, last.lease, 0)?;
+            deleted.push(last);
             let revision = self.next_revision();
             index.tombstone(revision);
             let tombstone = KeyValue { key: key.clone(), mod_revision: revision.main, ..Default::default() };
@@ -249,6 +331,9 @@ impl<'t> WriteView<'t> {
 impl Reader for WriteView<'_> {
     fn revision(&self) -> i64 {
         if self.next_sub > 0 { self.committed + 1 } else { self.committed }
+    }
+    fn lease_exists(&self, id: i64) -> Result<bool, StateError> {
+        Ok(lease::lookup(&self.leases, id)?.is_some())
     }
     fn compact_revision(&self) -> i64 {
         self.compact_revision

@@ -1,0 +1,117 @@
+//! etcd's Lease service: grant and revoke go through the log; keep-alive, time-to-live and the list are
+//! answered by the leader's lessor and the store.
+
+use super::{Shared, etcd, status};
+use crate::lease::Lessor;
+use keel_api::EtcdError;
+use keel_api::etcdserverpb::lease_server::Lease;
+use keel_api::etcdserverpb::*;
+use keel_api::keelpb::internal_request::Request as Internal;
+use keel_state::Response as Applied;
+use keel_state::mvcc::Reader;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct LeaseService {
+    shared: Arc<Shared>,
+    lessor: Arc<Lessor>,
+}
+
+impl LeaseService {
+    pub fn new(shared: Arc<Shared>, lessor: Arc<Lessor>) -> Self {
+        LeaseService { shared, lessor }
+    }
+
+    fn current_header(shared: &Shared) -> Result<Option<ResponseHeader>, Status> {
+        let revision = shared.read_view()?.revision();
+        Ok(shared.header(Some(ResponseHeader { revision, ..Default::default() })))
+    }
+}
+
+type KeepAliveStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut request = request.into_inner();
+        if request.ttl > keel_state::lease::MAX_TTL {
+            return Err(etcd(EtcdError::LeaseTtlTooLarge));
+        }
+        request.ttl = request.ttl.max(self.lessor.min_ttl);
+        if request.id == 0 {
+            // Chosen here, before the proposal, so every member applies the same id.
+            request.id = (self.shared.proposer.next_id() & (i64::MAX as u64)) as i64;
+        }
+        match self.shared.proposer.propose(Internal::LeaseGrant(request)).await.map_err(etcd)? {
+            Applied::LeaseGrant(mut response) => {
+                response.header = self.shared.header(response.header);
+                Ok(Response::new(response))
+            }
+            _ => Err(Status::internal("keel: LeaseGrant got a response of another kind")),
+        }
+    }
+
+    async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        match self.shared.proposer.propose(Internal::LeaseRevoke(request.into_inner())).await.map_err(etcd)? {
+            Applied::LeaseRevoke(mut response) => {
+                response.header = self.shared.header(response.header);
+                Ok(Response::new(response))
+            }
+            _ => Err(Status::internal("keel: LeaseRevoke got a response of another kind")),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut requests = request.into_inner();
+        let (sender, receiver) = mpsc::channel(16);
+        let shared = self.shared.clone();
+        let lessor = self.lessor.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(request)) = requests.message().await {
+                // An unknown or expired lease answers TTL 0, as etcd's does.
+                let ttl = lessor.renew(request.id).unwrap_or(0);
+                let response = LeaseService::current_header(&shared)
+                    .map(|header| LeaseKeepAliveResponse { header, id: request.id, ttl });
+                if sender.send(response).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let request = request.into_inner();
+        let view = self.shared.read_view()?;
+        let header = Self::current_header(&self.shared)?;
+        let found = view.lease(request.id).map_err(status)?;
+        let response = match (found, self.lessor.remaining(request.id)) {
+            (Some((record, keys)), Some(remaining)) => LeaseTimeToLiveResponse {
+                header,
+                id: request.id,
+                ttl: remaining,
+                granted_ttl: record.ttl,
+                keys: if request.keys { keys } else { Vec::new() },
+            },
+            // etcd answers an unknown lease with TTL -1, not an error.
+            _ => LeaseTimeToLiveResponse { header, id: request.id, ttl: -1, ..Default::default() },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn lease_leases(&self, _: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let header = Self::current_header(&self.shared)?;
+        let leases = self.lessor.ids_by_expiry().into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(Response::new(LeaseLeasesResponse { header, leases }))
+    }
+}
