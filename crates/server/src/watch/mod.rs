@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 /// Batches kept for streams that are momentarily behind.
-const RING_BATCHES: usize = 4096;
+const RING_BATCHES: usize = 1024;
 
 /// The events of one applied batch, in revision order; `revision` is the store revision after it.
 #[derive(Debug)]

@@ -34,6 +34,9 @@ pub mod meta {
     pub const MEMBER_ID: &str = "member_id";
 }
 
+/// Bytes of redb's page cache.
+const CACHE_BYTES: usize = 128 * 1024 * 1024;
+
 pub struct Backend {
     database: Database,
     path: PathBuf,
@@ -45,7 +48,9 @@ impl Backend {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| StateError::Io { path: parent.into(), source })?;
         }
-        let database = Database::builder().create(path)?;
+        // redb's own cache is anonymous memory; the OS page cache backs the file anyway, so a modest cache
+        // keeps the member's memory small without costing reads much.
+        let database = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
         let transaction = database.begin_write()?;
         transaction.open_table(KEY_INDEX)?;
         transaction.open_table(KV)?;
