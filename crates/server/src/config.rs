@@ -63,6 +63,9 @@ pub struct Config {
     /// Interval of the progress notifications watchers ask for (etcd's experimental flag), e.g. '10m', '5s'.
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m")]
     pub experimental_watch_progress_notify_interval: String,
+    /// How often the leader checkpoints leases' remaining TTLs into the log, e.g. '5m'.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m")]
+    pub experimental_lease_checkpoint_interval: String,
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -89,6 +92,7 @@ pub struct Settings {
     /// How long a client request may wait for its result (etcd: 5 s + 2 election timeouts).
     pub request_timeout: Duration,
     pub watch_progress_interval: Duration,
+    pub lease_checkpoint_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +210,10 @@ impl Config {
             watch_progress_interval: parse_duration(
                 "experimental-watch-progress-notify-interval",
                 &self.experimental_watch_progress_notify_interval,
+            )?,
+            lease_checkpoint_interval: parse_duration(
+                "experimental-lease-checkpoint-interval",
+                &self.experimental_lease_checkpoint_interval,
             )?,
         })
     }

@@ -94,8 +94,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         lessor.clone(),
         proposer.clone(),
         node.status_handle(),
-        member.member_id,
-        settings.election_timeout,
+        crate::lease::Duties {
+            member_id: member.member_id,
+            extend: settings.election_timeout,
+            checkpoint_interval: settings.lease_checkpoint_interval,
+        },
     ));
     let shared = Arc::new(Shared {
         member,

@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 const EXPIRY_CHECK: Duration = Duration::from_millis(250);
 /// How long a proposed revocation may take before it is proposed again.
 const REVOKE_RETRY: Duration = Duration::from_secs(3);
-/// etcd's default interval between lease checkpoints.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
 
 struct Lease {
     ttl: i64,
@@ -137,7 +135,15 @@ impl Lessor {
 }
 
 /// The leader's lease duties, until the member stops: revoke what expired, checkpoint what lives.
-pub async fn run(lessor: Arc<Lessor>, proposer: Arc<Proposer>, node: Arc<NodeStatus>, member_id: u64, extend: Duration) {
+pub struct Duties {
+    pub member_id: u64,
+    /// Added to every lease when this member becomes leader (an election timeout).
+    pub extend: Duration,
+    pub checkpoint_interval: Duration,
+}
+
+pub async fn run(lessor: Arc<Lessor>, proposer: Arc<Proposer>, node: Arc<NodeStatus>, duties: Duties) {
+    let Duties { member_id, extend, checkpoint_interval } = duties;
     let mut was_leader = false;
     let mut last_checkpoint = Instant::now();
     let mut ticker = tokio::time::interval(EXPIRY_CHECK);
@@ -160,7 +166,7 @@ pub async fn run(lessor: Arc<Lessor>, proposer: Arc<Proposer>, node: Arc<NodeSta
                 }
             });
         }
-        if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+        if last_checkpoint.elapsed() >= checkpoint_interval {
             last_checkpoint = Instant::now();
             let checkpoints = lessor.checkpoints();
             if !checkpoints.is_empty() {
