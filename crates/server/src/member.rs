@@ -183,7 +183,8 @@ async fn serve(
                     shared.clone(),
                     hub.clone(),
                     settings.watch_progress_interval,
-                    settings.max_request_bytes,
+                    // etcd fragments watch responses at the gRPC receive limit, not at --max-request-bytes.
+                    max_receive,
                 ))
                 .max_decoding_message_size(max_receive)
                 .max_encoding_message_size(usize::MAX),

@@ -124,3 +124,41 @@ async fn keel_watch_streams_answer_as_etcds_do() {
         }
     }
 }
+
+/// A catch-up response larger than the fragment limit (--max-request-bytes + 512 KiB), watched with
+/// `fragment`: split into pieces exactly where etcd splits it.
+async fn fragments(endpoint: String) -> Vec<String> {
+    let channel = Channel::from_shared(endpoint).unwrap().connect().await.unwrap();
+    let mut session = Session { kv: KvClient::new(channel.clone()), watch: WatchClient::new(channel) };
+    for index in 0..200 {
+        let value = vec![b'x'; 9000];
+        session.kv.put(PutRequest { key: format!("f/{index:03}").into_bytes(), value, ..Default::default() }).await.unwrap();
+    }
+    let (sender, receiver) = mpsc::channel(4);
+    sender
+        .send(request(RequestUnion::CreateRequest(WatchCreateRequest { fragment: true, ..create("f/", "f0", 2) })))
+        .await
+        .unwrap();
+    let mut responses = session.watch.watch(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
+    assert!(responses.message().await.unwrap().unwrap().created);
+    let mut pieces = Vec::new();
+    let mut events = 0;
+    while events < 200 {
+        let response = responses.message().await.unwrap().unwrap();
+        events += response.events.len();
+        let first = response.events.first().map(|event| event.kv.as_ref().unwrap().mod_revision);
+        let revision = response.header.as_ref().unwrap().revision;
+        pieces.push(format!("fragment={} revision={revision} events={} first={first:?}", response.fragment, response.events.len()));
+    }
+    drop(sender);
+    pieces
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_responses_are_fragmented_as_etcd_fragments_them() {
+    let flags = &["--max-request-bytes", "10000"];
+    let (etcd, keel) = tokio::task::spawn_blocking(move || (Server::etcd(flags), Server::keel(flags))).await.unwrap();
+    let expected = fragments(etcd.endpoint.clone()).await;
+    assert!(expected.len() > 1, "the reference did not fragment: {expected:?}");
+    assert_eq!(fragments(keel.endpoint.clone()).await, expected);
+}
