@@ -1,5 +1,7 @@
 mod common;
 
+use common::{error_message, etcdctl_failure as failure, etcdctl_json as json, etcdctl_run as run};
+
 // Black-box tests: the real `etcdctl` 3.4 against the real `keel` binary, with exact expectations,
 // and where etcd is the reference, the same commands against the real `etcd`, outputs compared.
 //
@@ -9,33 +11,6 @@ mod common;
 use base64::Engine;
 use common::{Server, etcdctl, etcdctl_with_input};
 use serde_json::Value;
-
-/// Runs etcdctl, asserts that it succeeded, and returns its standard output.
-fn run(endpoint: &str, arguments: &[&str]) -> String {
-    let (success, stdout, stderr) = etcdctl(endpoint, arguments);
-    assert!(success, "etcdctl {arguments:?} failed: {stderr}");
-    stdout
-}
-
-/// Runs etcdctl, asserts that it failed, and returns the message of its `Error: ...` line.
-fn failure(endpoint: &str, arguments: &[&str]) -> String {
-    let (success, stdout, stderr) = etcdctl(endpoint, arguments);
-    assert!(!success, "etcdctl {arguments:?} should have failed; it printed {stdout}");
-    error_message(&stderr)
-}
-
-fn error_message(stderr: &str) -> String {
-    let line = stderr.lines().rev().find_map(|line| line.strip_prefix("Error: "));
-    line.unwrap_or_else(|| panic!("no `Error:` line in {stderr}")).to_string()
-}
-
-/// Runs etcdctl with `-w json` and parses the output.
-fn json(endpoint: &str, arguments: &[&str]) -> Value {
-    let mut all = arguments.to_vec();
-    all.extend(["-w", "json"]);
-    let output = run(endpoint, &all);
-    serde_json::from_str(&output).unwrap_or_else(|error| panic!("{error} in {output}"))
-}
 
 /// Runs `etcdctl txn` non-interactively; `input` is compares, blank line, success ops, blank line,
 /// failure ops (each block ends with a blank line).

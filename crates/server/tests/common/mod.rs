@@ -218,3 +218,29 @@ pub fn etcdctl_with_input(endpoint: &str, arguments: &[&str], input: &str) -> (b
     let output = child.wait_with_output().unwrap();
     (output.status.success(), String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
 }
+
+/// Runs etcdctl, asserts that it succeeded, and returns its standard output.
+pub fn etcdctl_run(endpoint: &str, arguments: &[&str]) -> String {
+    let (success, stdout, stderr) = etcdctl(endpoint, arguments);
+    assert!(success, "etcdctl {arguments:?} against {endpoint} failed: {stderr}");
+    stdout
+}
+
+/// Runs etcdctl, asserts that it failed, and returns the message of its last `Error: ...` line.
+pub fn etcdctl_failure(endpoint: &str, arguments: &[&str]) -> String {
+    let (success, stdout, stderr) = etcdctl(endpoint, arguments);
+    assert!(!success, "etcdctl {arguments:?} against {endpoint} should have failed; it printed {stdout}");
+    error_message(&stderr)
+}
+
+/// The message of etcdctl's last `Error: ...` line.
+pub fn error_message(stderr: &str) -> String {
+    let line = stderr.lines().rev().find_map(|line| line.strip_prefix("Error: "));
+    line.unwrap_or_else(|| panic!("no `Error:` line in {stderr}")).to_string()
+}
+
+/// Runs etcdctl with `-w json` and parses the output.
+pub fn etcdctl_json(endpoint: &str, arguments: &[&str]) -> serde_json::Value {
+    let output = etcdctl_run(endpoint, &[arguments, &["-w", "json"]].concat());
+    serde_json::from_str(&output).unwrap_or_else(|error| panic!("{error} in {output}"))
+}
