@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/authpb/auth.proto",
         "proto/etcdserverpb/rpc.proto",
         "proto/keelpb/internal.proto",
+        "proto/keelpb/peer.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

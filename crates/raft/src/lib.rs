@@ -11,6 +11,8 @@ pub mod log_store;
 pub mod node;
 pub mod wal;
 
-pub use log_store::{Bootstrap, LogError, LogStore, Recovered, decode_conf_state, encode_conf_state};
+pub use log_store::{
+    Bootstrap, LogError, LogStore, Recovered, decode_conf_state, decode_message, encode_conf_state, encode_message,
+};
 pub use node::{Command, NodeConfig, NodeError, NodeHandle, NodeStatus, NoPeers, Outbox, StatusSnapshot, Transport, command_queue, start};
 pub use raft;

@@ -188,6 +188,15 @@ fn decode<M: protobuf::Message>(what: &'static str, bytes: &[u8]) -> Result<M, L
     M::parse_from_bytes(bytes).map_err(|error| LogError::Decode { what, reason: error.to_string() })
 }
 
+/// Encodes a Raft message for a peer.
+pub fn encode_message(message: &raft::eraftpb::Message) -> Vec<u8> {
+    encode(message)
+}
+
+pub fn decode_message(bytes: &[u8]) -> Result<raft::eraftpb::Message, LogError> {
+    decode("raft message", bytes)
+}
+
 /// Encodes a cluster configuration for the state machine to keep.
 pub fn encode_conf_state(conf_state: &ConfState) -> Vec<u8> {
     encode(conf_state)

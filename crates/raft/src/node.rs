@@ -43,6 +43,8 @@ pub enum Command {
     /// The state machine has durably applied up to `index`; the log may drop what is below.
     Compact { index: u64 },
     TransferLeader { to: u64 },
+    /// Messages to peer `id` could not be delivered (raft-rs slows replication to it until it answers).
+    Unreachable { id: u64 },
     /// Syncs the log and stops the node.
     Shutdown,
 }
@@ -278,6 +280,7 @@ impl<T: Transport, O: Outbox> Node<T, O> {
                 tracing::debug!(index, removed_segments = removed, "raft log compacted");
             }
             Command::TransferLeader { to } => self.raw.transfer_leader(to),
+            Command::Unreachable { id } => self.raw.report_unreachable(id),
             Command::Shutdown => return Ok(false),
         }
         Ok(true)

@@ -81,6 +81,7 @@ pub struct Settings {
     pub listen_client_urls: Vec<Url>,
     pub advertise_client_urls: Vec<Url>,
     pub advertise_peer_urls: Vec<Url>,
+    pub listen_peer_urls: Vec<Url>,
     /// (name, peer URLs) of every initial member, in flag order.
     pub initial_cluster: Vec<(String, Vec<Url>)>,
     pub initial_cluster_token: String,
@@ -183,13 +184,7 @@ impl Config {
                 ),
             ));
         }
-        if initial_cluster.len() > 1 {
-            return Err(ConfigError::NotSupported {
-                flag: "initial-cluster",
-                what: format!("{} members: multi-member clusters arrive with the cluster work", initial_cluster.len()),
-            });
-        }
-        parse_urls("listen-peer-urls", &self.listen_peer_urls)?;
+        check_reachable(&initial_cluster)?;
         let election_ticks = (self.election_timeout / self.heartbeat_interval) as usize;
         let election = Duration::from_millis(self.election_timeout);
         Ok(Settings {
@@ -199,6 +194,7 @@ impl Config {
             listen_client_urls: parse_urls("listen-client-urls", &self.listen_client_urls)?,
             advertise_client_urls: parse_urls("advertise-client-urls", &self.advertise_client_urls)?,
             advertise_peer_urls,
+            listen_peer_urls: parse_urls("listen-peer-urls", &self.listen_peer_urls)?,
             initial_cluster,
             initial_cluster_token: self.initial_cluster_token.clone(),
             tick_interval: Duration::from_millis(self.heartbeat_interval),
@@ -252,6 +248,43 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
+    }
+}
+
+/// In a cluster, each member's peer URLs are what the others dial: the same URL twice cannot work, and a
+/// loopback URL is unreachable from a member on another host (all-loopback clusters on one host are fine).
+fn check_reachable(members: &[(String, Vec<Url>)]) -> Result<(), ConfigError> {
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for (name, urls) in members {
+        for url in urls {
+            if let Some(other) = seen.insert(url_text(url), name) {
+                return Err(invalid(
+                    "initial-cluster",
+                    format!("peer URL {} is given for both {other:?} and {name:?}; every member needs its own", url_text(url)),
+                ));
+            }
+        }
+    }
+    let loopback: Vec<&str> =
+        members.iter().filter(|(_, urls)| urls.iter().any(is_loopback)).map(|(name, _)| name.as_str()).collect();
+    if members.len() > 1 && !loopback.is_empty() && loopback.len() < members.len() {
+        return Err(invalid(
+            "initial-cluster",
+            format!(
+                "members {loopback:?} advertise loopback peer URLs while others do not: the other members cannot \
+                 reach them; advertise an address the other hosts can dial (--initial-advertise-peer-urls)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A Go-style duration: a number and a unit (`ms`, `s`, `m`, `h`), e.g. `10m`, `1.5s`, `100ms`.
@@ -319,6 +352,18 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("NOT ENFORCED"));
         assert!(parse(&[]).unsupported_settings().is_empty());
+    }
+
+    #[test]
+    fn unreachable_clusters_are_refused() {
+        let config = |cluster: &str, own: &str| {
+            parse(&["--name", "a", "--initial-cluster", cluster, "--initial-advertise-peer-urls", own]).settings()
+        };
+        let mixed = config("a=http://127.0.0.1:2380,b=http://10.0.0.2:2380", "http://127.0.0.1:2380").unwrap_err();
+        assert!(mixed.to_string().contains("loopback"), "{mixed}");
+        let twice = config("a=http://127.0.0.1:2380,b=http://127.0.0.1:2380", "http://127.0.0.1:2380").unwrap_err();
+        assert!(twice.to_string().contains("every member needs its own"), "{twice}");
+        assert!(config("a=http://127.0.0.1:2380,b=http://127.0.0.1:2381", "http://127.0.0.1:2380").is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`config`]: etcd's flags and `ETCD_*` variables.
 //! - [`member`]: opens the data dir and wires the parts; shutdown order.
 //! - [`grpc`]: one file per etcd service; validation; errors to gRPC statuses in one place.
+//! - [`peer`]: Raft messages between members over the peer URLs.
 //! - [`propose`]: request ids, waiting callers, ReadIndex rounds.
 //! - [`applier`]: the thread that applies committed entries to the state machine.
 //! - [`identity`]: etcd's member and cluster id derivation.
@@ -19,6 +20,7 @@ mod grpc;
 mod identity;
 mod lease;
 mod member;
+mod peer;
 mod propose;
 mod watch;
 

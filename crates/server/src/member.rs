@@ -7,10 +7,11 @@
 use crate::applier::{self, ApplierSettings, DiskStats};
 use crate::config::{Settings, url_text};
 use crate::grpc::authority::AuthorityRewrite;
-use crate::grpc::{MemberInfo, Shared, cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
+use crate::grpc::{ClusterMember, MemberInfo, Shared, cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
 use crate::identity;
 use crate::propose::{Proposer, Waiters};
 use anyhow::Context;
+use keel_api::keelpb::peer_server::PeerServer;
 use keel_api::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer, lease_server::LeaseServer,
 };
@@ -20,7 +21,8 @@ use crate::grpc::watch::WatchService;
 use crate::watch::WatchHub;
 use keel_raft::raft::eraftpb::ConfState;
 use keel_raft::wal::WalOptions;
-use keel_raft::{Bootstrap, LogStore, NoPeers, NodeConfig};
+use crate::peer::{PeerService, PeerTransport};
+use keel_raft::{Bootstrap, LogStore, NodeConfig};
 use keel_state::StateMachine;
 use keel_state::backend::meta;
 use std::future::Future;
@@ -36,7 +38,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let mut machine = StateMachine::open(&member_dir.join("snap").join("db"))
         .with_context(|| format!("opening the backend in {}", member_dir.display()))?;
     let member = identity_of(&settings, &mut machine)?;
-    let conf_state = conf_state_of(&mut machine, member.member_id)?;
+    let conf_state = conf_state_of(&mut machine, &member)?;
     let applied_index = machine.state().index;
     let bootstrap = Bootstrap { conf_state: conf_state.clone(), applied_index };
     let (log, recovered) = LogStore::open(&member_dir.join("wal"), WalOptions::default(), &bootstrap)
@@ -80,7 +82,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         election_ticks: settings.election_ticks,
         applied_index,
     };
-    let node = keel_raft::start(node_config, log, NoPeers, outbox, queue).context("starting the raft node")?;
+    let peers: Vec<(u64, String)> =
+        member.members.iter().filter_map(|peer| Some((peer.id, peer.peer_urls.first()?.clone()))).collect();
+    let transport = PeerTransport::start(member.cluster_id, member.member_id, &peers, commands.clone());
+    let node = keel_raft::start(node_config, log, transport, outbox, queue).context("starting the raft node")?;
+    let peer_server = serve_peers(&settings, PeerService::new(member.cluster_id, commands.clone())).await?;
 
     let proposer = Proposer::new(
         member.member_id,
@@ -122,6 +128,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         }
     };
     drop(shared);
+    peer_server.abort();
     node.shutdown();
     let _ = applier_thread.join();
     tracing::info!("{}", disk.summary());
@@ -212,6 +219,33 @@ async fn serve(
     Ok(())
 }
 
+/// Serves the peer service on every `--listen-peer-urls` address (in the background).
+async fn serve_peers(settings: &Settings, service: PeerService) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut incoming = Vec::new();
+    for url in &settings.listen_peer_urls {
+        let address = resolve(url).await?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen-peer-urls): is the port in use?", url_text(url)))?;
+        tracing::info!(url = %url_text(url), %address, "listening for peers");
+        incoming.push(listener);
+    }
+    let service = PeerServer::new(service).max_decoding_message_size(64 * 1024 * 1024);
+    Ok(tokio::spawn(async move {
+        let mut servers = tokio::task::JoinSet::new();
+        for listener in incoming {
+            let router = tonic::transport::Server::builder().add_service(service.clone());
+            let stream = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            servers.spawn(router.serve_with_incoming(stream));
+        }
+        while let Some(result) = servers.join_next().await {
+            if let Ok(Err(error)) = result {
+                tracing::error!(%error, "peer listener failed");
+            }
+        }
+    }))
+}
+
 /// Client connections: TCP_NODELAY (without it, small replies can wait ~40 ms for a delayed ACK), and
 /// the `:authority` rewrite etcd's Go clients need (see `grpc::authority`).
 fn accept(
@@ -241,14 +275,18 @@ async fn resolve(url: &url::Url) -> anyhow::Result<SocketAddr> {
 /// initial cluster's peer URLs and token the way etcd derives them.
 fn identity_of(settings: &Settings, machine: &mut StateMachine) -> anyhow::Result<MemberInfo> {
     let stored = (read_id(machine, meta::CLUSTER_ID)?, read_id(machine, meta::MEMBER_ID)?);
+    let members: Vec<ClusterMember> = settings
+        .initial_cluster
+        .iter()
+        .map(|(name, urls)| {
+            let peer_urls: Vec<String> = urls.iter().map(url_text).collect();
+            ClusterMember { id: identity::member_id(&peer_urls, &settings.initial_cluster_token), name: name.clone(), peer_urls }
+        })
+        .collect();
     let (cluster_id, member_id) = match stored {
         (Some(cluster_id), Some(member_id)) => (cluster_id, member_id),
         _ => {
-            let ids: Vec<u64> = settings
-                .initial_cluster
-                .iter()
-                .map(|(_, urls)| identity::member_id(&urls.iter().map(url_text).collect::<Vec<_>>(), &settings.initial_cluster_token))
-                .collect();
+            let ids: Vec<u64> = members.iter().map(|member| member.id).collect();
             let own = identity::member_id(
                 &settings.advertise_peer_urls.iter().map(url_text).collect::<Vec<_>>(),
                 &settings.initial_cluster_token,
@@ -262,9 +300,8 @@ fn identity_of(settings: &Settings, machine: &mut StateMachine) -> anyhow::Resul
     Ok(MemberInfo {
         cluster_id,
         member_id,
-        name: settings.name.clone(),
-        peer_urls: settings.advertise_peer_urls.iter().map(url_text).collect(),
         client_urls: settings.advertise_client_urls.iter().map(url_text).collect(),
+        members,
     })
 }
 
@@ -278,12 +315,13 @@ fn read_id(machine: &StateMachine, name: &str) -> anyhow::Result<Option<u64>> {
     }
 }
 
-/// The Raft configuration: stored at bootstrap, read back on restart.
-fn conf_state_of(machine: &mut StateMachine, member_id: u64) -> anyhow::Result<ConfState> {
+/// The Raft configuration: stored at bootstrap (every initial member votes), read back on restart.
+fn conf_state_of(machine: &mut StateMachine, member: &MemberInfo) -> anyhow::Result<ConfState> {
     if let Some(bytes) = machine.meta(meta::CONF_STATE)? {
         return Ok(keel_raft::decode_conf_state(&bytes)?);
     }
-    let conf_state = ConfState { voters: vec![member_id], ..Default::default() };
+    let voters = member.members.iter().map(|member| member.id).collect();
+    let conf_state = ConfState { voters, ..Default::default() };
     machine.store_meta(meta::CONF_STATE, &keel_raft::encode_conf_state(&conf_state))?;
     Ok(conf_state)
 }

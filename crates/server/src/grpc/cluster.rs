@@ -38,14 +38,20 @@ impl Cluster for ClusterService {
         if request.get_ref().linearizable {
             self.shared.proposer.read_barrier().await.map_err(super::etcd)?;
         }
-        let member = &self.shared.member;
-        let members = vec![Member {
-            id: member.member_id,
-            name: member.name.clone(),
-            peer_ur_ls: member.peer_urls.clone(),
-            client_ur_ls: member.client_urls.clone(),
-            is_learner: false,
-        }];
+        let this = &self.shared.member;
+        // Other members' client URLs are not known here yet (etcd has members publish them through the
+        // log); they are listed with their peer URLs only.
+        let members = this
+            .members
+            .iter()
+            .map(|member| Member {
+                id: member.id,
+                name: member.name.clone(),
+                peer_ur_ls: member.peer_urls.clone(),
+                client_ur_ls: if member.id == this.member_id { this.client_urls.clone() } else { Vec::new() },
+                is_learner: false,
+            })
+            .collect();
         // etcd's Cluster service fills in ids and term only: no revision.
         let header = self.shared.header(None);
         Ok(Response::new(MemberListResponse { header, members }))

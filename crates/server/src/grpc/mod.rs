@@ -23,9 +23,17 @@ use std::sync::Arc;
 pub struct MemberInfo {
     pub cluster_id: u64,
     pub member_id: u64,
+    /// This member's advertised client URLs.
+    pub client_urls: Vec<String>,
+    /// Every member of the initial cluster, this one included.
+    pub members: Vec<ClusterMember>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterMember {
+    pub id: u64,
     pub name: String,
     pub peer_urls: Vec<String>,
-    pub client_urls: Vec<String>,
 }
 
 /// What every service shares.

@@ -1,0 +1,164 @@
+//! The peer transport: Raft messages between members, over the peer URLs.
+//!
+//! Each member keeps one long-lived client stream to every other member (`keelpb.Peer/Raft`), fed by a
+//! bounded queue. The Raft thread never waits on the network: when a peer's queue is full or its stream is
+//! down, messages are dropped (Raft retransmits) and the node is told the peer is unreachable. Streams
+//! reconnect with a backoff. The receiving side steps every message into its node.
+
+use keel_api::keelpb::peer_client::PeerClient;
+use keel_api::keelpb::peer_server::Peer;
+use keel_api::keelpb::{PeerAck, RaftBatch};
+use keel_raft::raft::eraftpb::{Message, MessageType};
+use keel_raft::{Command, Transport};
+use std::collections::HashMap;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Batches queued per peer before messages to it are dropped.
+const PEER_QUEUE: usize = 1024;
+/// Messages sent in one batch at most.
+const BATCH_MESSAGES: usize = 256;
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What the Raft thread hands over: messages go to per-peer queues.
+pub struct PeerTransport {
+    peers: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    commands: SyncSender<Command>,
+}
+
+impl PeerTransport {
+    /// Starts a sender task per peer (`id` -> its first peer URL).
+    pub fn start(cluster_id: u64, member_id: u64, peers: &[(u64, String)], commands: SyncSender<Command>) -> Self {
+        let mut queues = HashMap::new();
+        for (id, url) in peers {
+            if *id == member_id {
+                continue;
+            }
+            let (sender, receiver) = mpsc::channel(PEER_QUEUE);
+            tokio::spawn(send_loop(cluster_id, member_id, *id, url.clone(), receiver, commands.clone()));
+            queues.insert(*id, sender);
+        }
+        PeerTransport { peers: queues, commands }
+    }
+}
+
+impl Transport for PeerTransport {
+    fn send(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                // Snapshot transfer (the backend file) is not built yet: the follower stays behind.
+                tracing::error!(to = format_args!("{:x}", message.to), "a follower needs a snapshot; snapshot transfer is not supported yet");
+                let _ = self.commands.try_send(Command::Unreachable { id: message.to });
+                continue;
+            }
+            let Some(queue) = self.peers.get(&message.to) else {
+                tracing::warn!(to = format_args!("{:x}", message.to), "message to an unknown member dropped");
+                continue;
+            };
+            if let Err(error) = queue.try_send(keel_raft::encode_message(&message)) {
+                if matches!(error, mpsc::error::TrySendError::Full(_)) {
+                    tracing::debug!(to = format_args!("{:x}", message.to), "peer queue full; message dropped");
+                }
+                let _ = self.commands.try_send(Command::Unreachable { id: message.to });
+            }
+        }
+    }
+}
+
+/// Keeps a stream open to one peer and forwards its queue, reconnecting when the stream breaks.
+async fn send_loop(
+    cluster_id: u64,
+    member_id: u64,
+    peer_id: u64,
+    url: String,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    commands: SyncSender<Command>,
+) {
+    let mut reported = false;
+    loop {
+        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+            tracing::error!(%url, "peer URL is not usable");
+            return;
+        };
+        let endpoint = endpoint.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true);
+        let channel = match endpoint.connect().await {
+            Ok(channel) => channel,
+            Err(error) => {
+                if !reported {
+                    tracing::warn!(peer = format_args!("{peer_id:x}"), %url, %error, "cannot reach peer");
+                    reported = true;
+                }
+                let _ = commands.try_send(Command::Unreachable { id: peer_id });
+                // Drop what queued while the peer was away: Raft will resend what still matters.
+                while queue.try_recv().is_ok() {}
+                tokio::time::sleep(RECONNECT_BACKOFF).await;
+                continue;
+            }
+        };
+        if reported {
+            tracing::info!(peer = format_args!("{peer_id:x}"), %url, "peer reachable again");
+            reported = false;
+        }
+        let (batches, outgoing) = mpsc::channel::<RaftBatch>(16);
+        let mut client = PeerClient::new(channel);
+        let call = tokio::spawn(async move { client.raft(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await });
+        loop {
+            let Some(first) = queue.recv().await else { return };
+            let mut messages = vec![first];
+            while messages.len() < BATCH_MESSAGES {
+                match queue.try_recv() {
+                    Ok(message) => messages.push(message),
+                    Err(_) => break,
+                }
+            }
+            if batches.send(RaftBatch { cluster_id, from: member_id, messages }).await.is_err() {
+                break;
+            }
+        }
+        if let Ok(Err(status)) = call.await {
+            tracing::warn!(peer = format_args!("{peer_id:x}"), %status, "peer stream ended");
+        }
+        let _ = commands.try_send(Command::Unreachable { id: peer_id });
+        tokio::time::sleep(RECONNECT_BACKOFF).await;
+    }
+}
+
+/// The receiving side: steps peers' messages into this member's node.
+pub struct PeerService {
+    cluster_id: u64,
+    commands: SyncSender<Command>,
+}
+
+impl PeerService {
+    pub fn new(cluster_id: u64, commands: SyncSender<Command>) -> Self {
+        PeerService { cluster_id, commands }
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn raft(&self, request: Request<Streaming<RaftBatch>>) -> Result<Response<PeerAck>, Status> {
+        let mut batches = request.into_inner();
+        while let Some(batch) = batches.message().await? {
+            if batch.cluster_id != self.cluster_id {
+                tracing::error!(from = format_args!("{:x}", batch.from), their_cluster = format_args!("{:x}", batch.cluster_id), "refusing Raft messages from another cluster");
+                return Err(Status::failed_precondition(format!(
+                    "keel: cluster ID mismatch: this member is in cluster {:x}, the sender in {:x}",
+                    self.cluster_id, batch.cluster_id
+                )));
+            }
+            for bytes in batch.messages {
+                let message = keel_raft::decode_message(&bytes).map_err(|error| Status::invalid_argument(error.to_string()))?;
+                match self.commands.try_send(Command::Step(message)) {
+                    Ok(()) => {}
+                    // A full queue drops the message; Raft retransmits.
+                    Err(TrySendError::Full(_)) => {}
+                    Err(TrySendError::Disconnected(_)) => return Err(Status::unavailable("keel: member stopping")),
+                }
+            }
+        }
+        Ok(Response::new(PeerAck {}))
+    }
+}
