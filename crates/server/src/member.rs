@@ -92,6 +92,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         member.member_id,
         commands,
         waiters,
+        node.status_handle(),
         applied.clone(),
         settings.max_request_bytes,
         settings.request_timeout,

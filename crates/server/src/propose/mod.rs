@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
 
+/// How often a waiting proposal checks whether the leader changed under it.
+const LEADER_CHECK: Duration = Duration::from_millis(50);
+
 /// How long a ReadIndex request may go unanswered before it is sent again.
 const READ_INDEX_RETRY: Duration = Duration::from_millis(200);
 
@@ -56,6 +59,7 @@ impl Waiters {
 pub struct Proposer {
     commands: SyncSender<Command>,
     waiters: Arc<Waiters>,
+    node: Arc<keel_raft::NodeStatus>,
     ids: RequestIds,
     applied: watch::Receiver<u64>,
     max_request_bytes: usize,
@@ -69,6 +73,7 @@ impl Proposer {
         member_id: u64,
         commands: SyncSender<Command>,
         waiters: Arc<Waiters>,
+        node: Arc<keel_raft::NodeStatus>,
         applied: watch::Receiver<u64>,
         max_request_bytes: usize,
         timeout: Duration,
@@ -76,6 +81,7 @@ impl Proposer {
         let proposer = Arc::new(Proposer {
             commands,
             waiters,
+            node,
             ids: RequestIds::new(member_id),
             applied,
             max_request_bytes,
@@ -99,18 +105,32 @@ impl Proposer {
         if data.len() > self.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
-        let (reply, result) = oneshot::channel();
+        let (reply, mut result) = oneshot::channel();
         self.waiters.writes.lock().expect("waiters lock").insert(id, reply);
+        let leader = self.node.snapshot().leader;
         if let Err(error) = self.send(Command::Propose { id, data }) {
             self.waiters.forget(id);
             return Err(error);
         }
-        match tokio::time::timeout(self.timeout, result).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(EtcdError::Stopped),
-            Err(_) => {
-                self.waiters.forget(id);
-                Err(EtcdError::Timeout)
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut check = tokio::time::interval(LEADER_CHECK);
+        loop {
+            tokio::select! {
+                outcome = &mut result => return outcome.unwrap_or(Err(EtcdError::Stopped)),
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.waiters.forget(id);
+                    return Err(EtcdError::Timeout);
+                }
+                _ = check.tick() => {
+                    // A proposal forwarded to a leader that is gone may be lost: say so now, rather than
+                    // at the timeout, so the client retries with the new leader (the outcome is unknown,
+                    // as with a timeout).
+                    let now = self.node.snapshot().leader;
+                    if leader != 0 && now != 0 && now != leader {
+                        self.waiters.forget(id);
+                        return Err(EtcdError::LeaderChanged);
+                    }
+                }
             }
         }
     }

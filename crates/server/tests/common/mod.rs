@@ -102,6 +102,12 @@ impl Server {
     }
 
     fn start(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Starts the process without waiting for it to serve.
+    pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
         let child = Command::new(&self.program)
             .args(&self.arguments)
@@ -111,7 +117,6 @@ impl Server {
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {}: {error}", self.program.display()));
         self.child = Some(child);
-        self.wait_ready();
     }
 
     /// Waits until the server answers a linearizable read.
@@ -163,6 +168,12 @@ impl Server {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the server first");
         self.start();
+    }
+
+    /// Starts the same server again without waiting for it (a cluster member waits for a quorum).
+    pub fn respawn(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the server first");
+        self.spawn();
     }
 
     pub async fn client(&self) -> etcd_client::Client {
@@ -243,4 +254,63 @@ pub fn error_message(stderr: &str) -> String {
 pub fn etcdctl_json(endpoint: &str, arguments: &[&str]) -> serde_json::Value {
     let output = etcdctl_run(endpoint, &[arguments, &["-w", "json"]].concat());
     serde_json::from_str(&output).unwrap_or_else(|error| panic!("{error} in {output}"))
+}
+
+/// A cluster of real `keel` members on loopback ports, each with its own data dir.
+pub struct Cluster {
+    pub members: Vec<Server>,
+    _scratch: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(size: usize, extra: &[&str]) -> Cluster {
+        let scratch = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> =
+            ports.iter().enumerate().map(|(index, (_, peer))| format!("m{index}=http://127.0.0.1:{peer}")).collect();
+        let initial = initial.join(",");
+        let mut members: Vec<Server> = ports
+            .iter()
+            .enumerate()
+            .map(|(index, (client, peer))| {
+                let client_url = format!("http://127.0.0.1:{client}");
+                let peer_url = format!("http://127.0.0.1:{peer}");
+                let data_dir = scratch.path().join(format!("m{index}"));
+                let mut arguments: Vec<String> = [
+                    "--name", &format!("m{index}"), "--data-dir", &data_dir.display().to_string(),
+                    "--listen-client-urls", &client_url, "--advertise-client-urls", &client_url,
+                    "--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url,
+                    "--initial-cluster", &initial,
+                ]
+                .iter()
+                .map(|argument| argument.to_string())
+                .collect();
+                arguments.extend(extra.iter().map(|argument| argument.to_string()));
+                let log_path = data_dir.with_extension(format!("{client}.log"));
+                Server {
+                    child: None,
+                    endpoint: client_url,
+                    client_port: *client,
+                    peer_port: *peer,
+                    data_dir,
+                    log_path,
+                    program: env!("CARGO_BIN_EXE_keel").into(),
+                    arguments,
+                    _scratch: None,
+                }
+            })
+            .collect();
+        // Members wait for a quorum before serving: start them all, then wait for each.
+        for member in &mut members {
+            member.spawn();
+        }
+        for member in &mut members {
+            member.wait_ready();
+        }
+        Cluster { members, _scratch: scratch }
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().filter(|member| member.child.is_some()).map(|member| member.endpoint.clone()).collect()
+    }
 }
