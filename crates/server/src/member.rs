@@ -21,7 +21,7 @@ use crate::grpc::watch::WatchService;
 use crate::watch::WatchHub;
 use keel_raft::raft::eraftpb::ConfState;
 use keel_raft::wal::WalOptions;
-use crate::peer::{PeerService, PeerTransport};
+use crate::peer::{LeaderLink, PeerService, PeerTransport};
 use keel_raft::{Bootstrap, LogStore, NodeConfig};
 use keel_state::StateMachine;
 use keel_state::backend::meta;
@@ -86,7 +86,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         member.members.iter().filter_map(|peer| Some((peer.id, peer.peer_urls.first()?.clone()))).collect();
     let transport = PeerTransport::start(member.cluster_id, member.member_id, &peers, commands.clone());
     let node = keel_raft::start(node_config, log, transport, outbox, queue).context("starting the raft node")?;
-    let peer_server = serve_peers(&settings, PeerService::new(member.cluster_id, commands.clone())).await?;
+    let peer_service =
+        PeerService::new(member.cluster_id, member.member_id, commands.clone(), lessor.clone(), node.status_handle());
+    let peer_server = serve_peers(&settings, peer_service).await?;
+    let leader_link = Arc::new(LeaderLink::new(
+        member.cluster_id,
+        member.member_id,
+        node.status_handle(),
+        &peers,
+        settings.request_timeout,
+    ));
 
     let proposer = Proposer::new(
         member.member_id,
@@ -122,7 +131,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     });
     let mut stopped = stop.clone();
     let served = tokio::select! {
-        () = wait_until_ready(&shared, &applied) => serve(&settings, shared.clone(), hub, lessor, applied, stop).await,
+        () = wait_until_ready(&shared, &applied) => {
+            serve(&settings, shared.clone(), hub, (lessor, leader_link), applied, stop).await
+        }
         _ = stopped.wait_for(|stopped| *stopped) => {
             tracing::info!("stopped before the member became ready");
             Ok(())
@@ -161,7 +172,7 @@ async fn serve(
     settings: &Settings,
     shared: Arc<Shared>,
     hub: Arc<WatchHub>,
-    lessor: Arc<Lessor>,
+    (lessor, leader_link): (Arc<Lessor>, Arc<LeaderLink>),
     applied: watch::Receiver<u64>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -197,7 +208,7 @@ async fn serve(
                 .max_decoding_message_size(max_receive)
                 .max_encoding_message_size(usize::MAX),
             )
-            .add_service(LeaseServer::new(LeaseService::new(shared.clone(), lessor.clone())).max_decoding_message_size(max_receive));
+            .add_service(LeaseServer::new(LeaseService::new(shared.clone(), lessor.clone(), leader_link.clone())).max_decoding_message_size(max_receive));
         let mut stop = stop.clone();
         servers.spawn(async move {
             router

@@ -3,6 +3,10 @@
 
 use super::{Shared, etcd, status};
 use crate::lease::Lessor;
+use crate::peer::{LeaderLink, LeaseRoute};
+use keel_api::keelpb::peer_client::PeerClient;
+use keel_api::keelpb::{LeaseAnswer, LeaseQuery};
+use tonic::transport::Channel;
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::lease_server::Lease;
 use keel_api::etcdserverpb::*;
@@ -17,11 +21,62 @@ use tonic::{Request, Response, Status, Streaming};
 pub struct LeaseService {
     shared: Arc<Shared>,
     lessor: Arc<Lessor>,
+    leader: Arc<LeaderLink>,
 }
 
+/// Renews a lease where its clock is kept: here when leading, else on the leader.
+async fn renew(lessor: &Lessor, leader: &LeaderLink, id: i64) -> Result<i64, Status> {
+    let answer = ask_leader(leader, id, |mut client, query| async move { client.lease_renew(query).await }, || {
+        lessor.renew(id)
+    })
+    .await?;
+    Ok(answer.unwrap_or(0))
+}
+
+/// Asks the member that keeps the lease clocks; while leadership moves (the leader this member knows may be
+/// gone), tries again until the request timeout.
+async fn ask_leader<Call>(
+    leader: &LeaderLink,
+    id: i64,
+    remote: impl Fn(PeerClient<Channel>, LeaseQuery) -> Call,
+    local: impl Fn() -> Option<i64>,
+) -> Result<Option<i64>, Status>
+where
+    Call: std::future::Future<Output = Result<Response<LeaseAnswer>, Status>>,
+{
+    let deadline = tokio::time::Instant::now() + leader.timeout();
+    loop {
+        let outcome = match leader.route().await.map_err(etcd)? {
+            LeaseRoute::Local => return Ok(local()),
+            LeaseRoute::Leader(client) => remote(client, leader.query(id)).await,
+        };
+        match outcome {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                return Ok(answer.found.then_some(answer.ttl));
+            }
+            Err(status) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%status, "lease question to the leader failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(_) => return Err(etcd(EtcdError::NoLeader)),
+        }
+    }
+}
+
+
 impl LeaseService {
-    pub fn new(shared: Arc<Shared>, lessor: Arc<Lessor>) -> Self {
-        LeaseService { shared, lessor }
+    pub fn new(shared: Arc<Shared>, lessor: Arc<Lessor>, leader: Arc<LeaderLink>) -> Self {
+        LeaseService { shared, lessor, leader }
+    }
+
+    /// The time left on a lease, from the member that keeps the clocks.
+    async fn remaining(&self, id: i64) -> Result<Option<i64>, Status> {
+        let lessor = &self.lessor;
+        ask_leader(&self.leader, id, |mut client, query| async move { client.lease_remaining(query).await }, || {
+            lessor.remaining(id)
+        })
+        .await
     }
 
     fn current_header(shared: &Shared) -> Result<Option<ResponseHeader>, Status> {
@@ -73,13 +128,17 @@ impl Lease for LeaseService {
         let (sender, receiver) = mpsc::channel(16);
         let shared = self.shared.clone();
         let lessor = self.lessor.clone();
+        let leader = self.leader.clone();
         tokio::spawn(async move {
             while let Ok(Some(request)) = requests.message().await {
                 // An unknown or expired lease answers TTL 0, as etcd's does.
-                let ttl = lessor.renew(request.id).unwrap_or(0);
-                let response = LeaseService::current_header(&shared)
-                    .map(|header| LeaseKeepAliveResponse { header, id: request.id, ttl });
-                if sender.send(response).await.is_err() {
+                let response = match renew(&lessor, &leader, request.id).await {
+                    Ok(ttl) => LeaseService::current_header(&shared)
+                        .map(|header| LeaseKeepAliveResponse { header, id: request.id, ttl }),
+                    Err(status) => Err(status),
+                };
+                let failed = response.is_err();
+                if sender.send(response).await.is_err() || failed {
                     return;
                 }
             }
@@ -95,7 +154,8 @@ impl Lease for LeaseService {
         let view = self.shared.read_view()?;
         let header = Self::current_header(&self.shared)?;
         let found = view.lease(request.id).map_err(status)?;
-        let response = match (found, self.lessor.remaining(request.id)) {
+        let remaining = if found.is_some() { self.remaining(request.id).await? } else { None };
+        let response = match (found, remaining) {
             (Some((record, keys)), Some(remaining)) => LeaseTimeToLiveResponse {
                 header,
                 id: request.id,

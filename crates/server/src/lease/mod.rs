@@ -20,6 +20,8 @@ const REVOKE_RETRY: Duration = Duration::from_secs(3);
 
 struct Lease {
     ttl: i64,
+    /// The remaining TTL last checkpointed, until the lease is renewed: what a new leader starts it from.
+    checkpointed: Option<i64>,
     expires: Instant,
     revoking_since: Option<Instant>,
 }
@@ -42,8 +44,10 @@ impl Lessor {
         let leases = records
             .into_iter()
             .map(|record| {
-                let remaining = if record.remaining_ttl > 0 { record.remaining_ttl } else { record.ttl };
-                (record.id, Lease { ttl: record.ttl, expires: now + seconds(remaining), revoking_since: None })
+                let checkpointed = (record.remaining_ttl > 0).then_some(record.remaining_ttl);
+                let remaining = checkpointed.unwrap_or(record.ttl);
+                let lease = Lease { ttl: record.ttl, checkpointed, expires: now + seconds(remaining), revoking_since: None };
+                (record.id, lease)
             })
             .collect();
         Lessor { leases: Mutex::new(leases), min_ttl }
@@ -58,7 +62,8 @@ impl Lessor {
         for change in changes {
             match change {
                 LeaseChange::Granted { id, ttl } => {
-                    let lease = Lease { ttl: *ttl, expires: Instant::now() + seconds(*ttl), revoking_since: None };
+                    let expires = Instant::now() + seconds(*ttl);
+                    let lease = Lease { ttl: *ttl, checkpointed: None, expires, revoking_since: None };
                     leases.insert(*id, lease);
                 }
                 LeaseChange::Revoked { id } => {
@@ -77,6 +82,7 @@ impl Lessor {
             return None;
         }
         lease.expires = now + seconds(lease.ttl);
+        lease.checkpointed = None;
         Some(lease.ttl)
     }
 
@@ -110,14 +116,15 @@ impl Lessor {
         expired
     }
 
-    /// A new leader: every lease gets its full remaining time again from now, plus `extend` (etcd's
-    /// `Promote`), so clients have a chance to reach the new leader before anything expires.
+    /// A new leader: the clocks a follower kept mean nothing (keep-alives went to the old leader), so every
+    /// lease starts again from its checkpointed remaining TTL, or its full TTL, plus `extend` (etcd's
+    /// `Promote`), giving clients time to reach the new leader before anything expires.
     fn promote(&self, extend: Duration) {
         let now = Instant::now();
         let mut leases = self.leases.lock().expect("lessor lock");
         for lease in leases.values_mut() {
-            let remaining = lease.expires.saturating_duration_since(now).max(Duration::ZERO);
-            lease.expires = now + extend + remaining.max(Duration::from_secs(1));
+            lease.expires = now + extend + seconds(lease.checkpointed.unwrap_or(lease.ttl));
+            lease.revoking_since = None;
         }
     }
 

@@ -7,7 +7,11 @@
 
 use keel_api::keelpb::peer_client::PeerClient;
 use keel_api::keelpb::peer_server::Peer;
-use keel_api::keelpb::{PeerAck, RaftBatch};
+use crate::lease::Lessor;
+use keel_api::EtcdError;
+use keel_api::keelpb::{LeaseAnswer, LeaseQuery, PeerAck, RaftBatch};
+use keel_raft::NodeStatus;
+use std::sync::Arc;
 use keel_raft::raft::eraftpb::{Message, MessageType};
 use keel_raft::{Command, Transport};
 use std::collections::HashMap;
@@ -125,15 +129,106 @@ async fn send_loop(
     }
 }
 
-/// The receiving side: steps peers' messages into this member's node.
+/// The receiving side: steps peers' messages into this member's node, and answers lease questions
+/// when this member leads.
 pub struct PeerService {
     cluster_id: u64,
+    member_id: u64,
     commands: SyncSender<Command>,
+    lessor: Arc<Lessor>,
+    node: Arc<NodeStatus>,
 }
 
 impl PeerService {
-    pub fn new(cluster_id: u64, commands: SyncSender<Command>) -> Self {
-        PeerService { cluster_id, commands }
+    pub fn new(
+        cluster_id: u64,
+        member_id: u64,
+        commands: SyncSender<Command>,
+        lessor: Arc<Lessor>,
+        node: Arc<NodeStatus>,
+    ) -> Self {
+        PeerService { cluster_id, member_id, commands, lessor, node }
+    }
+
+    fn check_lease_query(&self, query: &LeaseQuery) -> Result<(), Status> {
+        if query.cluster_id != self.cluster_id {
+            return Err(Status::failed_precondition("keel: cluster ID mismatch"));
+        }
+        if self.node.snapshot().leader != self.member_id {
+            return Err(Status::unavailable("keel: not the leader"));
+        }
+        Ok(())
+    }
+}
+
+/// A follower's way to the leader's lease clocks.
+pub struct LeaderLink {
+    cluster_id: u64,
+    member_id: u64,
+    node: Arc<NodeStatus>,
+    peer_urls: HashMap<u64, String>,
+    channels: std::sync::Mutex<HashMap<u64, tonic::transport::Channel>>,
+    timeout: Duration,
+}
+
+/// Where a lease question is answered.
+pub enum LeaseRoute {
+    /// This member leads: ask the local lessor.
+    Local,
+    /// Ask the leader over its peer URL.
+    Leader(PeerClient<tonic::transport::Channel>),
+}
+
+impl LeaderLink {
+    pub fn new(cluster_id: u64, member_id: u64, node: Arc<NodeStatus>, peers: &[(u64, String)], timeout: Duration) -> Self {
+        LeaderLink {
+            cluster_id,
+            member_id,
+            node,
+            peer_urls: peers.iter().cloned().collect(),
+            channels: std::sync::Mutex::new(HashMap::new()),
+            timeout,
+        }
+    }
+
+    /// Waits (up to the request timeout) for a leader, and says how to reach it.
+    pub async fn route(&self) -> Result<LeaseRoute, EtcdError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let leader = self.node.snapshot().leader;
+            if leader == self.member_id {
+                return Ok(LeaseRoute::Local);
+            }
+            if leader != 0 {
+                let url = self.peer_urls.get(&leader).ok_or(EtcdError::NoLeader)?;
+                let channel = {
+                    let mut channels = self.channels.lock().expect("channels lock");
+                    match channels.get(&leader) {
+                        Some(channel) => channel.clone(),
+                        None => {
+                            let endpoint = tonic::transport::Endpoint::from_shared(url.clone()).map_err(|_| EtcdError::NoLeader)?;
+                            let channel = endpoint.connect_timeout(Duration::from_secs(1)).connect_lazy();
+                            channels.insert(leader, channel.clone());
+                            channel
+                        }
+                    }
+                };
+                return Ok(LeaseRoute::Leader(PeerClient::new(channel)));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EtcdError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How long a forwarded lease question may keep trying.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn query(&self, id: i64) -> LeaseQuery {
+        LeaseQuery { cluster_id: self.cluster_id, id }
     }
 }
 
@@ -160,5 +255,19 @@ impl Peer for PeerService {
             }
         }
         Ok(Response::new(PeerAck {}))
+    }
+
+    async fn lease_renew(&self, request: Request<LeaseQuery>) -> Result<Response<LeaseAnswer>, Status> {
+        let query = request.into_inner();
+        self.check_lease_query(&query)?;
+        let renewed = self.lessor.renew(query.id);
+        Ok(Response::new(LeaseAnswer { found: renewed.is_some(), ttl: renewed.unwrap_or(0) }))
+    }
+
+    async fn lease_remaining(&self, request: Request<LeaseQuery>) -> Result<Response<LeaseAnswer>, Status> {
+        let query = request.into_inner();
+        self.check_lease_query(&query)?;
+        let remaining = self.lessor.remaining(query.id);
+        Ok(Response::new(LeaseAnswer { found: remaining.is_some(), ttl: remaining.unwrap_or(-1) }))
     }
 }
