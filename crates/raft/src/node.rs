@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// Commands queued at most before proposers are told to back off.
 const COMMAND_QUEUE: usize = 16 * 1024;
+/// Log entries a leader keeps for a lagging follower beyond the usual compaction point.
+const RETAINED_FOR_FOLLOWERS: u64 = 500_000;
 /// Commands taken into one Ready at most, so one turn's latency stays bounded.
 const COMMANDS_PER_TURN: usize = 4096;
 
@@ -276,6 +278,7 @@ impl<T: Transport, O: Outbox> Node<T, O> {
             }
             Command::Applied { index } => self.raw.advance_apply_to(index),
             Command::Compact { index } => {
+                let index = self.compaction_point(index);
                 let removed = self.log.compact(index)?;
                 tracing::debug!(index, removed_segments = removed, "raft log compacted");
             }
@@ -284,6 +287,28 @@ impl<T: Transport, O: Outbox> Node<T, O> {
             Command::Shutdown => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Where the log may be compacted. A leader keeps what its slowest follower still needs (snapshot
+    /// transfer to followers is not built yet), up to `RETAINED_FOR_FOLLOWERS` entries behind.
+    fn compaction_point(&self, requested: u64) -> u64 {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return requested;
+        }
+        let slowest = raft.prs().iter().filter(|(id, _)| **id != raft.id).map(|(_, progress)| progress.matched).min();
+        match slowest {
+            Some(matched) if matched < requested && requested - matched <= RETAINED_FOR_FOLLOWERS => matched.max(1),
+            Some(matched) if matched < requested => {
+                tracing::warn!(
+                    follower_match = matched,
+                    compact_to = requested,
+                    "a follower is too far behind: compacting past it; it will need a snapshot, which is not supported yet"
+                );
+                requested
+            }
+            _ => requested,
+        }
     }
 
     /// raft-rs's Ready, handled in the order its documentation gives.

@@ -179,3 +179,37 @@ async fn etcdctl_sees_one_leader_and_every_member() {
     names.sort();
     assert_eq!(names, ["m0", "m1", "m2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_stopped_during_thousands_of_writes_catches_up() {
+    // A small --snapshot-count makes the leader compact its log many times while the member is away.
+    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(3, &["--snapshot-count", "200"])).await.unwrap();
+    let leading = leader(&cluster).await;
+    let away = (leading + 1) % 3;
+    cluster.members[away].kill();
+    let mut writer = client(&cluster.members[leading].endpoint).await;
+    // More than the 5,000 entries a leader normally keeps behind its compaction point.
+    for index in 0..6000 {
+        writer.put(format!("while-away/{index:04}"), index.to_string(), None).await.unwrap();
+    }
+    cluster.members[away].respawn();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.members[away].wait_ready();
+        cluster
+    })
+    .await
+    .unwrap();
+    let expected = contents(&cluster.members[leading].endpoint).await;
+    let mut returned = client(&cluster.members[away].endpoint).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let local = returned.get("", Some(GetOptions::new().with_all_keys().with_serializable())).await.unwrap();
+        if local.header().unwrap().revision() == expected.0 {
+            assert_eq!(local.count(), expected.1.len() as i64);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the returning member did not catch up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(contents(&cluster.members[away].endpoint).await, expected);
+}
