@@ -33,6 +33,7 @@ pub enum EtcdError {
     Unhealthy,
     Corrupt,
     AuthNotEnabled,
+    BadLeaderTransferee,
 }
 
 impl EtcdError {
@@ -44,7 +45,7 @@ impl EtcdError {
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExists | NotLeader | AuthNotEnabled => Code::FailedPrecondition,
+            LeaseExists | NotLeader | AuthNotEnabled | BadLeaderTransferee => Code::FailedPrecondition,
             NoLeader | LeaderChanged | NotCapable | Stopped | Timeout | Unhealthy => Code::Unavailable,
             Canceled => Code::Cancelled,
             Corrupt => Code::DataLoss,
@@ -80,6 +81,7 @@ impl EtcdError {
             Unhealthy => "etcdserver: unhealthy cluster",
             Corrupt => "etcdserver: corrupt cluster",
             AuthNotEnabled => "etcdserver: authentication is not enabled",
+            BadLeaderTransferee => "etcdserver: bad leader transferee",
         }
     }
 }

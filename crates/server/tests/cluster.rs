@@ -213,3 +213,28 @@ async fn a_member_stopped_during_thousands_of_writes_catches_up() {
     }
     assert_eq!(contents(&cluster.members[away].endpoint).await, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcdctl_move_leader_hands_leadership_to_a_follower() {
+    let cluster = start(3).await;
+    let leading = leader(&cluster).await;
+    let target = (leading + 1) % 3;
+    let target_id = client(&cluster.members[target].endpoint).await.status().await.unwrap().header().unwrap().member_id();
+    let endpoints = cluster.endpoints().join(",");
+    let (success, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        common::etcdctl(&endpoints, &["move-leader", &format!("{target_id:x}")])
+    })
+    .await
+    .unwrap();
+    assert!(success, "move-leader failed: {stderr}");
+    assert!(stdout.contains(&format!("to {target_id:x}")), "{stdout}");
+    assert_eq!(leader(&cluster).await, target);
+    // Asking a follower, or naming a stranger, is refused with etcd's errors.
+    let follower = &cluster.members[leading].endpoint;
+    let mut maintenance = client(follower).await;
+    let error = maintenance.move_leader(target_id).await.unwrap_err().to_string();
+    assert!(error.contains("etcdserver: not leader"), "{error}");
+    let mut at_leader = client(&cluster.members[target].endpoint).await;
+    let error = at_leader.move_leader(12345).await.unwrap_err().to_string();
+    assert!(error.contains("etcdserver: bad leader transferee"), "{error}");
+}

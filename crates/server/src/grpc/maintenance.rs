@@ -3,6 +3,7 @@
 
 use super::Shared;
 use keel_api::etcdserverpb::maintenance_server::Maintenance;
+use keel_api::EtcdError;
 use keel_api::etcdserverpb::*;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -112,8 +113,20 @@ impl Maintenance for MaintenanceService {
         Err(not_yet("Snapshot", "backup"))
     }
 
-    async fn move_leader(&self, _: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(not_yet("MoveLeader", "cluster"))
+    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = request.into_inner().target_id;
+        let member = &self.shared.member;
+        if self.shared.node.snapshot().leader != member.member_id {
+            return Err(EtcdError::NotLeader.into());
+        }
+        if !member.members.iter().any(|peer| peer.id == target) {
+            return Err(EtcdError::BadLeaderTransferee.into());
+        }
+        if target != member.member_id {
+            self.shared.proposer.transfer_leader(target).await.map_err(Status::from)?;
+        }
+        // etcd 3.5 answers MoveLeader without a header.
+        Ok(Response::new(MoveLeaderResponse::default()))
     }
 
     async fn downgrade(&self, _: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {

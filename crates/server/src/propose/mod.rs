@@ -135,6 +135,19 @@ impl Proposer {
         }
     }
 
+    /// Asks Raft to hand leadership to member `to`; returns once `to` leads, or times out.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), EtcdError> {
+        self.send(Command::TransferLeader { to })?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while self.node.snapshot().leader != to {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EtcdError::Timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// Returns once this member has applied everything committed before the call (ReadIndex).
     pub async fn read_barrier(&self) -> Result<(), EtcdError> {
         let (reply, result) = oneshot::channel();
