@@ -131,7 +131,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     });
     let mut stopped = stop.clone();
     let served = tokio::select! {
-        () = wait_until_ready(&shared, &applied) => {
+        () = async {
+            wait_until_ready(&shared, &applied).await;
+            // As etcd, serve clients once this member's attributes are committed.
+            publish(shared.clone(), settings.name.clone()).await;
+        } => {
             serve(&settings, shared.clone(), hub, (lessor, leader_link), applied, stop).await
         }
         _ = stopped.wait_for(|stopped| *stopped) => {
@@ -146,6 +150,30 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     tracing::info!("{}", disk.summary());
     tracing::info!("member stopped");
     served
+}
+
+/// Publishes this member's name and client URLs through the log (etcd's `publish`), retrying until it
+/// is committed, unless what is stored already says the same.
+async fn publish(shared: Arc<Shared>, name: String) {
+    let attributes = keel_api::keelpb::MemberAttributes {
+        id: shared.member.member_id,
+        name,
+        client_urls: shared.member.client_urls.clone(),
+    };
+    loop {
+        let stored = shared.read_view().ok().and_then(|view| view.member_attributes().ok()).unwrap_or_default();
+        if stored.contains(&attributes) {
+            return;
+        }
+        let request = keel_api::keelpb::internal_request::Request::MemberAttributes(attributes.clone());
+        match shared.proposer.propose(request).await {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::debug!(%error, "publishing member attributes; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
 
 /// Like etcd, serve clients only once the member has a leader that committed in its term and has applied
@@ -290,9 +318,9 @@ fn identity_of(settings: &Settings, machine: &mut StateMachine) -> anyhow::Resul
     let members: Vec<ClusterMember> = settings
         .initial_cluster
         .iter()
-        .map(|(name, urls)| {
+        .map(|(_, urls)| {
             let peer_urls: Vec<String> = urls.iter().map(url_text).collect();
-            ClusterMember { id: identity::member_id(&peer_urls, &settings.initial_cluster_token), name: name.clone(), peer_urls }
+            ClusterMember { id: identity::member_id(&peer_urls, &settings.initial_cluster_token), peer_urls }
         })
         .collect();
     let (cluster_id, member_id) = match stored {

@@ -175,9 +175,20 @@ async fn etcdctl_sees_one_leader_and_every_member() {
     assert_eq!(leading, 1, "exactly one member leads");
     let endpoint = cluster.members[1].endpoint.clone();
     let members = tokio::task::spawn_blocking(move || etcdctl_json(&endpoint, &["member", "list"])).await.unwrap();
-    let mut names: Vec<&str> = members["members"].as_array().unwrap().iter().map(|member| member["name"].as_str().unwrap()).collect();
-    names.sort();
-    assert_eq!(names, ["m0", "m1", "m2"]);
+    let mut listed: Vec<(String, String)> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|member| (member["name"].as_str().unwrap().to_string(), member["clientURLs"][0].as_str().unwrap().to_string()))
+        .collect();
+    listed.sort();
+    let expected: Vec<(String, String)> =
+        cluster.members.iter().enumerate().map(|(index, member)| (format!("m{index}"), member.endpoint.clone())).collect();
+    assert_eq!(listed, expected, "every member published its name and client URL");
+    // `--cluster` finds every member's client URL through the member list.
+    let endpoint = cluster.members[2].endpoint.clone();
+    let everyone = tokio::task::spawn_blocking(move || etcdctl_json(&endpoint, &["endpoint", "status", "--cluster"])).await.unwrap();
+    assert_eq!(everyone.as_array().unwrap().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -39,17 +39,21 @@ impl Cluster for ClusterService {
             self.shared.proposer.read_barrier().await.map_err(super::etcd)?;
         }
         let this = &self.shared.member;
-        // Other members' client URLs are not known here yet (etcd has members publish them through the
-        // log); they are listed with their peer URLs only.
+        // Names and client URLs are what each member published through the log once it started (as etcd's
+        // members do); a member that has not started yet shows neither.
+        let published = self.shared.read_view()?.member_attributes().map_err(super::status)?;
         let members = this
             .members
             .iter()
-            .map(|member| Member {
-                id: member.id,
-                name: member.name.clone(),
-                peer_ur_ls: member.peer_urls.clone(),
-                client_ur_ls: if member.id == this.member_id { this.client_urls.clone() } else { Vec::new() },
-                is_learner: false,
+            .map(|member| {
+                let attributes = published.iter().find(|attributes| attributes.id == member.id);
+                Member {
+                    id: member.id,
+                    name: attributes.map(|attributes| attributes.name.clone()).unwrap_or_default(),
+                    peer_ur_ls: member.peer_urls.clone(),
+                    client_ur_ls: attributes.map(|attributes| attributes.client_urls.clone()).unwrap_or_default(),
+                    is_learner: false,
+                }
             })
             .collect();
         // etcd's Cluster service fills in ids and term only: no revision.

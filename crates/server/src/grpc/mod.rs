@@ -32,7 +32,6 @@ pub struct MemberInfo {
 #[derive(Debug, Clone)]
 pub struct ClusterMember {
     pub id: u64,
-    pub name: String,
     pub peer_urls: Vec<String>,
 }
 

@@ -44,6 +44,7 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint(LeaseCheckpointResponse),
+    MemberPublished,
 }
 
 /// Where the state machine stands.
@@ -173,6 +174,7 @@ fn apply_request(view: &mut WriteView<'_>, request: Option<Request>) -> Result<R
             .iter()
             .try_for_each(|lease| view.checkpoint_lease(lease.id, lease.remaining_ttl))
             .map(|()| Response::LeaseCheckpoint(LeaseCheckpointResponse { header: Some(header(view)) })),
+        Some(Request::MemberAttributes(attributes)) => view.publish_member(&attributes).map(|()| Response::MemberPublished),
         None => Err(EtcdError::KeyNotFound.into()),
     };
     view.end()?;

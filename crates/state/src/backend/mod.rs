@@ -4,6 +4,7 @@
 //! - `key_index`: user key -> encoded [`KeyIndex`](crate::mvcc::key_index::KeyIndex) (its generations).
 //! - `kv`: (main, sub) revision -> encoded `mvccpb.KeyValue` (a tombstone has `create_revision == 0`).
 //! - `leases`: lease id -> encoded `keelpb.LeaseRecord`; `lease_keys`: (lease id, user key) -> ().
+//! - `members`: member id -> encoded `keelpb.MemberAttributes` (name and client URLs it published).
 //! - `meta`: named values: applied index and term, current and compacted revision, conf state.
 //!
 //! Durability: the Raft WAL is what makes a write durable. Most backend commits are made with
@@ -20,6 +21,7 @@ pub(crate) const KV: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
 pub(crate) const LEASE_KEYS: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("lease_keys");
+pub(crate) const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
 
 /// Names of the meta keys.
 pub mod meta {
@@ -56,6 +58,7 @@ impl Backend {
         transaction.open_table(KV)?;
         transaction.open_table(LEASES)?;
         transaction.open_table(LEASE_KEYS)?;
+        transaction.open_table(MEMBERS)?;
         {
             let mut meta_table = transaction.open_table(META)?;
             // As in etcd, an empty store is at revision 1: the first write makes revision 2.

@@ -2,10 +2,10 @@
 
 use super::key_index::KeyIndex;
 use super::{Change, KeySpan, Reader};
-use crate::backend::{self, Backend, KEY_INDEX, KV, LEASE_KEYS, LEASES, META, meta};
+use crate::backend::{self, Backend, KEY_INDEX, KV, LEASE_KEYS, LEASES, MEMBERS, META, meta};
 use crate::lease::{self, LeaseChange};
 use keel_api::EtcdError;
-use keel_api::keelpb::LeaseRecord;
+use keel_api::keelpb::{LeaseRecord, MemberAttributes};
 use crate::error::StateError;
 use crate::revision::Revision;
 use keel_api::mvccpb::KeyValue;
@@ -73,6 +73,7 @@ pub struct ReadView {
     tables: Tables<ReadOnlyTable<&'static [u8], &'static [u8]>, ReadOnlyTable<(u64, u64), &'static [u8]>>,
     leases: ReadOnlyTable<u64, &'static [u8]>,
     lease_keys: ReadOnlyTable<(u64, &'static [u8]), ()>,
+    members: ReadOnlyTable<u64, &'static [u8]>,
     revision: i64,
     compact_revision: i64,
 }
@@ -87,7 +88,20 @@ impl ReadView {
             tables: Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? },
             leases: transaction.open_table(LEASES)?,
             lease_keys: transaction.open_table(LEASE_KEYS)?,
+            members: transaction.open_table(MEMBERS)?,
         })
+    }
+
+    /// What every member published about itself.
+    pub fn member_attributes(&self) -> Result<Vec<MemberAttributes>, StateError> {
+        let mut members = Vec::new();
+        for item in self.members.iter()? {
+            let (_, bytes) = item?;
+            members.push(
+                MemberAttributes::decode(bytes.value()).map_err(|error| StateError::Corrupt(format!("member: {error}")))?,
+            );
+        }
+        Ok(members)
     }
 
     /// A lease and the keys attached to it.
@@ -163,6 +177,7 @@ pub struct WriteView<'t> {
     pub(super) meta: Table<'t, &'static str, &'static [u8]>,
     leases: Table<'t, u64, &'static [u8]>,
     lease_keys: Table<'t, (u64, &'static [u8]), ()>,
+    members: Table<'t, u64, &'static [u8]>,
     lease_changes: Vec<LeaseChange>,
     /// The last committed main revision.
     committed: i64,
@@ -182,6 +197,7 @@ impl<'t> WriteView<'t> {
             tables: Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? },
             leases: transaction.open_table(LEASES)?,
             lease_keys: transaction.open_table(LEASE_KEYS)?,
+            members: transaction.open_table(MEMBERS)?,
             lease_changes: Vec::new(),
             next_sub: 0,
             changes: Vec::new(),
@@ -191,6 +207,12 @@ impl<'t> WriteView<'t> {
     /// Lease grants and revocations made since the view was opened, in order.
     pub fn take_lease_changes(&mut self) -> Vec<LeaseChange> {
         std::mem::take(&mut self.lease_changes)
+    }
+
+    /// Records what a member published about itself.
+    pub fn publish_member(&mut self, attributes: &MemberAttributes) -> Result<(), StateError> {
+        self.members.insert(attributes.id, attributes.encode_to_vec().as_slice())?;
+        Ok(())
     }
 
     /// Grants lease `id` (already chosen and TTL already adjusted by the proposer).
