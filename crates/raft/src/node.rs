@@ -47,6 +47,8 @@ pub enum Command {
     TransferLeader { to: u64 },
     /// Messages to peer `id` could not be delivered (raft-rs slows replication to it until it answers).
     Unreachable { id: u64 },
+    /// A snapshot for peer `id` could not be sent.
+    SnapshotFailed { id: u64 },
     /// Syncs the log and stops the node.
     Shutdown,
 }
@@ -278,12 +280,14 @@ impl<T: Transport, O: Outbox> Node<T, O> {
             }
             Command::Applied { index } => self.raw.advance_apply_to(index),
             Command::Compact { index } => {
-                let index = self.compaction_point(index);
+                // Never past what raft-rs itself counts as applied (its notice may still be queued).
+                let index = self.compaction_point(index).min(self.raw.raft.raft_log.applied);
                 let removed = self.log.compact(index)?;
                 tracing::debug!(index, removed_segments = removed, "raft log compacted");
             }
             Command::TransferLeader { to } => self.raw.transfer_leader(to),
             Command::Unreachable { id } => self.raw.report_unreachable(id),
+            Command::SnapshotFailed { id } => self.raw.report_snapshot(id, raft::SnapshotStatus::Failure),
             Command::Shutdown => return Ok(false),
         }
         Ok(true)

@@ -59,7 +59,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let (applied_sender, applied) = watch::channel(applied_index);
     let hub = Arc::new(WatchHub::default());
     let min_lease_ttl = (settings.election_timeout * 3 / 2).as_secs_f64().ceil() as i64;
-    let lessor = Arc::new(Lessor::new(machine.read()?.leases()?, min_lease_ttl));
+    let lessor = Arc::new(Lessor::new(machine.read()?.leases()?, min_lease_ttl, settings.election_timeout));
     let disk = Arc::new(DiskStats::default());
     let backend = machine.backend().clone();
     let queue = keel_raft::command_queue();
@@ -110,11 +110,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         lessor.clone(),
         proposer.clone(),
         node.status_handle(),
-        crate::lease::Duties {
-            member_id: member.member_id,
-            extend: settings.election_timeout,
-            checkpoint_interval: settings.lease_checkpoint_interval,
-        },
+        crate::lease::Duties { member_id: member.member_id, checkpoint_interval: settings.lease_checkpoint_interval },
     ));
     let shared = Arc::new(Shared {
         member,

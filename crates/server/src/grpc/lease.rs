@@ -26,9 +26,13 @@ pub struct LeaseService {
 
 /// Renews a lease where its clock is kept: here when leading, else on the leader.
 async fn renew(lessor: &Lessor, leader: &LeaderLink, id: i64) -> Result<i64, Status> {
-    let answer = ask_leader(leader, id, |mut client, query| async move { client.lease_renew(query).await }, || {
-        lessor.renew(id)
-    })
+    let answer = ask_leader(
+        leader,
+        id,
+        |mut client, query| async move { client.lease_renew(query).await },
+        |term| lessor.lead(term),
+        || lessor.renew(id),
+    )
     .await?;
     Ok(answer.unwrap_or(0))
 }
@@ -39,6 +43,7 @@ async fn ask_leader<Call>(
     leader: &LeaderLink,
     id: i64,
     remote: impl Fn(PeerClient<Channel>, LeaseQuery) -> Call,
+    lead: impl Fn(u64),
     local: impl Fn() -> Option<i64>,
 ) -> Result<Option<i64>, Status>
 where
@@ -47,8 +52,14 @@ where
     let deadline = tokio::time::Instant::now() + leader.timeout();
     loop {
         let outcome = match leader.route().await.map_err(etcd)? {
-            LeaseRoute::Local => return Ok(local()),
-            LeaseRoute::Leader(client) => remote(client, leader.query(id)).await,
+            LeaseRoute::Local { term } => {
+                lead(term);
+                return Ok(local());
+            }
+            // A leader that stopped answering (paused, partitioned) must not hold the caller forever.
+            LeaseRoute::Leader(client) => tokio::time::timeout_at(deadline, remote(client, leader.query(id)))
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("keel: the leader did not answer"))),
         };
         match outcome {
             Ok(answer) => {
@@ -73,9 +84,13 @@ impl LeaseService {
     /// The time left on a lease, from the member that keeps the clocks.
     async fn remaining(&self, id: i64) -> Result<Option<i64>, Status> {
         let lessor = &self.lessor;
-        ask_leader(&self.leader, id, |mut client, query| async move { client.lease_remaining(query).await }, || {
-            lessor.remaining(id)
-        })
+        ask_leader(
+            &self.leader,
+            id,
+            |mut client, query| async move { client.lease_remaining(query).await },
+            |term| lessor.lead(term),
+            || lessor.remaining(id),
+        )
         .await
     }
 

@@ -28,6 +28,10 @@ struct Lease {
 
 pub struct Lessor {
     leases: Mutex<HashMap<i64, Lease>>,
+    /// The Raft term in which this member last took over the clocks as leader (0: never).
+    led_term: Mutex<u64>,
+    /// Added to every lease when this member becomes leader (an election timeout).
+    extend: Duration,
     /// etcd's minimum TTL: 1.5 election timeouts, rounded up to whole seconds.
     pub min_ttl: i64,
 }
@@ -39,7 +43,7 @@ fn seconds(ttl: i64) -> Duration {
 impl Lessor {
     /// The leases the state machine holds at start: each gets its remaining TTL (checkpointed, or the full
     /// TTL) from now.
-    pub fn new(records: Vec<LeaseRecord>, min_ttl: i64) -> Self {
+    pub fn new(records: Vec<LeaseRecord>, min_ttl: i64, extend: Duration) -> Self {
         let now = Instant::now();
         let leases = records
             .into_iter()
@@ -50,7 +54,17 @@ impl Lessor {
                 (record.id, lease)
             })
             .collect();
-        Lessor { leases: Mutex::new(leases), min_ttl }
+        Lessor { leases: Mutex::new(leases), led_term: Mutex::new(0), extend, min_ttl }
+    }
+
+    /// Called whenever this member acts as leader in `term`: the first time in a term, the clocks are
+    /// taken over (etcd's `Promote`) before anything is renewed, answered or expired.
+    pub fn lead(&self, term: u64) {
+        let mut led = self.led_term.lock().expect("lessor term lock");
+        if *led != term {
+            *led = term;
+            self.promote(self.extend);
+        }
     }
 
     /// What the applier just granted and revoked.
@@ -68,6 +82,11 @@ impl Lessor {
                 }
                 LeaseChange::Revoked { id } => {
                     leases.remove(id);
+                }
+                LeaseChange::Checkpointed { id, remaining_ttl } => {
+                    if let Some(lease) = leases.get_mut(id) {
+                        lease.checkpointed = Some(*remaining_ttl);
+                    }
                 }
             }
         }
@@ -144,26 +163,23 @@ impl Lessor {
 /// The leader's lease duties, until the member stops: revoke what expired, checkpoint what lives.
 pub struct Duties {
     pub member_id: u64,
-    /// Added to every lease when this member becomes leader (an election timeout).
-    pub extend: Duration,
     pub checkpoint_interval: Duration,
 }
 
+/// Checkpoints per proposal, so a proposal stays well under --max-request-bytes (etcd batches 1,000).
+const CHECKPOINTS_PER_PROPOSAL: usize = 1000;
+
 pub async fn run(lessor: Arc<Lessor>, proposer: Arc<Proposer>, node: Arc<NodeStatus>, duties: Duties) {
-    let Duties { member_id, extend, checkpoint_interval } = duties;
-    let mut was_leader = false;
+    let Duties { member_id, checkpoint_interval } = duties;
     let mut last_checkpoint = Instant::now();
     let mut ticker = tokio::time::interval(EXPIRY_CHECK);
     loop {
         ticker.tick().await;
-        let leader = node.snapshot().leader == member_id;
-        if leader && !was_leader {
-            lessor.promote(extend);
-        }
-        was_leader = leader;
-        if !leader {
+        let status = node.snapshot();
+        if status.leader != member_id {
             continue;
         }
+        lessor.lead(status.term);
         for id in lessor.take_expired() {
             let proposer = proposer.clone();
             tokio::spawn(async move {
@@ -175,9 +191,8 @@ pub async fn run(lessor: Arc<Lessor>, proposer: Arc<Proposer>, node: Arc<NodeSta
         }
         if last_checkpoint.elapsed() >= checkpoint_interval {
             last_checkpoint = Instant::now();
-            let checkpoints = lessor.checkpoints();
-            if !checkpoints.is_empty() {
-                let request = Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints });
+            for checkpoints in lessor.checkpoints().chunks(CHECKPOINTS_PER_PROPOSAL) {
+                let request = Request::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints: checkpoints.to_vec() });
                 if let Err(error) = proposer.propose(request).await {
                     tracing::warn!(%error, "lease checkpoint not committed");
                 }

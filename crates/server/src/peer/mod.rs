@@ -22,8 +22,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// Batches queued per peer before messages to it are dropped.
 const PEER_QUEUE: usize = 1024;
-/// Messages sent in one batch at most.
+/// Messages sent in one batch at most, and bytes (well under the receiver's 64 MiB limit).
 const BATCH_MESSAGES: usize = 256;
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What the Raft thread hands over: messages go to per-peer queues.
@@ -54,7 +55,7 @@ impl Transport for PeerTransport {
             if message.get_msg_type() == MessageType::MsgSnapshot {
                 // Snapshot transfer (the backend file) is not built yet: the follower stays behind.
                 tracing::error!(to = format_args!("{:x}", message.to), "a follower needs a snapshot; snapshot transfer is not supported yet");
-                let _ = self.commands.try_send(Command::Unreachable { id: message.to });
+                let _ = self.commands.try_send(Command::SnapshotFailed { id: message.to });
                 continue;
             }
             let Some(queue) = self.peers.get(&message.to) else {
@@ -110,10 +111,14 @@ async fn send_loop(
         let call = tokio::spawn(async move { client.raft(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await });
         loop {
             let Some(first) = queue.recv().await else { return };
+            let mut bytes = first.len();
             let mut messages = vec![first];
-            while messages.len() < BATCH_MESSAGES {
+            while messages.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
                 match queue.try_recv() {
-                    Ok(message) => messages.push(message),
+                    Ok(message) => {
+                        bytes += message.len();
+                        messages.push(message);
+                    }
                     Err(_) => break,
                 }
             }
@@ -154,9 +159,11 @@ impl PeerService {
         if query.cluster_id != self.cluster_id {
             return Err(Status::failed_precondition("keel: cluster ID mismatch"));
         }
-        if self.node.snapshot().leader != self.member_id {
+        let status = self.node.snapshot();
+        if status.leader != self.member_id {
             return Err(Status::unavailable("keel: not the leader"));
         }
+        self.lessor.lead(status.term);
         Ok(())
     }
 }
@@ -173,8 +180,8 @@ pub struct LeaderLink {
 
 /// Where a lease question is answered.
 pub enum LeaseRoute {
-    /// This member leads: ask the local lessor.
-    Local,
+    /// This member leads (in `term`): ask the local lessor.
+    Local { term: u64 },
     /// Ask the leader over its peer URL.
     Leader(PeerClient<tonic::transport::Channel>),
 }
@@ -195,9 +202,10 @@ impl LeaderLink {
     pub async fn route(&self) -> Result<LeaseRoute, EtcdError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let leader = self.node.snapshot().leader;
+            let status = self.node.snapshot();
+            let leader = status.leader;
             if leader == self.member_id {
-                return Ok(LeaseRoute::Local);
+                return Ok(LeaseRoute::Local { term: status.term });
             }
             if leader != 0 {
                 let url = self.peer_urls.get(&leader).ok_or(EtcdError::NoLeader)?;

@@ -146,8 +146,9 @@ impl WatchStream {
                         Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                     }
                 }
-                let response =
-                    WatchResponse { header: self.header(self.horizon), watch_id: ALL_WATCHERS, ..Default::default() };
+                // The revision every watcher of the stream has been brought up to.
+                let revision = self.watchers.values().map(|watcher| watcher.next_revision - 1).fold(self.horizon, i64::min);
+                let response = WatchResponse { header: self.header(revision), watch_id: ALL_WATCHERS, ..Default::default() };
                 self.send(response).await
             }
             None => Ok(()),
@@ -316,7 +317,10 @@ impl WatchStream {
             watcher.sent_since_tick = false;
         }
         for id in due {
-            let response = WatchResponse { header: self.header(self.horizon), watch_id: id, ..Default::default() };
+            // What this watcher has been brought up to, never more (clients treat it as a bookmark).
+            let Some(watcher) = self.watchers.get(&id) else { continue };
+            let revision = (watcher.next_revision - 1).min(self.horizon);
+            let response = WatchResponse { header: self.header(revision), watch_id: id, ..Default::default() };
             self.send(response).await?;
         }
         Ok(())

@@ -55,6 +55,7 @@ pub(crate) fn keys<T: ReadableTable<(u64, &'static [u8]), ()>>(table: &T, id: i6
 pub enum LeaseChange {
     Granted { id: i64, ttl: i64 },
     Revoked { id: i64 },
+    Checkpointed { id: i64, remaining_ttl: i64 },
 }
 
 pub(crate) fn encode(record: &LeaseRecord) -> Vec<u8> {

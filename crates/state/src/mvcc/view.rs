@@ -244,6 +244,7 @@ impl<'t> WriteView<'t> {
         let Some(mut record) = lease::lookup(&self.leases, id)? else { return Ok(()) };
         record.remaining_ttl = remaining_ttl;
         self.leases.insert(lease::storage_id(id), lease::encode(&record).as_slice())?;
+        self.lease_changes.push(LeaseChange::Checkpointed { id, remaining_ttl });
         Ok(())
     }
 
