@@ -178,19 +178,13 @@ async fn status_and_member_list_describe_the_member() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn data_and_revisions_survive_a_clean_restart_and_log_compaction() {
-    let (mut server, mut client) = keel(&["--snapshot-count", "50"]).await;
+    let (server, mut client) = keel(&["--snapshot-count", "50"]).await;
     for index in 0..300 {
         client.put(format!("key/{index:03}"), index.to_string(), None).await.unwrap();
     }
     let before = client.get("key/", Some(GetOptions::new().with_prefix())).await.unwrap();
     drop(client);
-    let mut server = tokio::task::spawn_blocking(move || {
-        server.stop();
-        server.restart();
-        server
-    })
-    .await
-    .unwrap();
+    let mut server = server.stopped_and_restarted().await;
     let mut client = server.client().await;
     let after = client.get("key/", Some(GetOptions::new().with_prefix())).await.unwrap();
     let summary = |response: &etcd_client::GetResponse| -> Vec<(String, String, i64, i64)> {

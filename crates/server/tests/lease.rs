@@ -111,18 +111,12 @@ async fn keep_alive_holds_a_key_past_its_ttl() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lease_survives_a_restart_with_its_checkpointed_remaining_time() {
-    let (mut server, mut client) = keel(&["--experimental-lease-checkpoint-interval", "1s"]).await;
+    let (server, mut client) = keel(&["--experimental-lease-checkpoint-interval", "1s"]).await;
     let lease = client.lease_grant(60, None).await.unwrap();
     client.put("durable", "v", Some(PutOptions::new().with_lease(lease.id()))).await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     drop(client);
-    let server = tokio::task::spawn_blocking(move || {
-        server.stop();
-        server.restart();
-        server
-    })
-    .await
-    .unwrap();
+    let server = server.stopped_and_restarted().await;
     let mut client = server.client().await;
     let ttl = client.lease_time_to_live(lease.id(), Some(LeaseTimeToLiveOptions::new().with_keys())).await.unwrap();
     assert_eq!(ttl.keys(), [b"durable".to_vec()]);

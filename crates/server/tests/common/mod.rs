@@ -176,6 +176,17 @@ impl Server {
         self.spawn();
     }
 
+    /// Stops the server cleanly and starts it again on the same data dir and ports, off the async runtime.
+    pub async fn stopped_and_restarted(mut self) -> Server {
+        tokio::task::spawn_blocking(move || {
+            self.stop();
+            self.restart();
+            self
+        })
+        .await
+        .unwrap()
+    }
+
     pub async fn client(&self) -> etcd_client::Client {
         etcd_client::Client::connect([self.endpoint.clone()], None).await.unwrap()
     }
