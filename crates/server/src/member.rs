@@ -203,12 +203,7 @@ async fn serve(
     let max_receive = settings.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let mut servers = tokio::task::JoinSet::new();
     for url in &settings.listen_client_urls {
-        let address = resolve(url).await?;
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen on {} (--listen-client-urls): is the port in use?", url_text(url)))?;
-        tracing::info!(url = %url_text(url), %address, "serving the etcd v3 API");
-        let incoming = accept(listener);
+        let incoming = accept(listen(url, "listen-client-urls", "serving the etcd v3 API").await?);
         let router = tonic::transport::Server::builder()
             .add_service(
                 KvServer::new(KvService::new(shared.clone()))
@@ -259,12 +254,7 @@ async fn serve(
 async fn serve_peers(settings: &Settings, service: PeerService) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let mut incoming = Vec::new();
     for url in &settings.listen_peer_urls {
-        let address = resolve(url).await?;
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen on {} (--listen-peer-urls): is the port in use?", url_text(url)))?;
-        tracing::info!(url = %url_text(url), %address, "listening for peers");
-        incoming.push(listener);
+        incoming.push(listen(url, "listen-peer-urls", "listening for peers").await?);
     }
     let service = PeerServer::new(service).max_decoding_message_size(64 * 1024 * 1024);
     Ok(tokio::spawn(async move {
@@ -293,6 +283,16 @@ fn accept(
         stream.set_nodelay(true)?;
         Ok(AuthorityRewrite::new(stream))
     })
+}
+
+/// Binds one of the URLs of `--{flag}`, saying what it serves.
+async fn listen(url: &url::Url, flag: &str, serving: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let address = resolve(url).await?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {} (--{flag}): is the port in use?", url_text(url)))?;
+    tracing::info!(url = %url_text(url), %address, "{serving}");
+    Ok(listener)
 }
 
 async fn resolve(url: &url::Url) -> anyhow::Result<SocketAddr> {

@@ -20,9 +20,6 @@ impl KvService {
         KvService { shared }
     }
 
-    async fn propose(&self, request: Request) -> Result<Response, Status> {
-        self.shared.proposer.propose(request).await.map_err(etcd)
-    }
 }
 
 #[tonic::async_trait]
@@ -45,13 +42,7 @@ impl Kv for KvService {
     async fn put(&self, request: GrpcRequest<PutRequest>) -> Result<GrpcResponse<PutResponse>, Status> {
         let request = request.into_inner();
         validate::put(&request).map_err(etcd)?;
-        match self.propose(Request::Put(request)).await? {
-            Response::Put(mut response) => {
-                response.header = self.shared.header(response.header);
-                Ok(GrpcResponse::new(response))
-            }
-            other => Err(mismatch("Put", &other)),
-        }
+        propose_and_reply!(self, Request::Put(request), Response::Put, "Put")
     }
 
     async fn delete_range(
@@ -60,13 +51,7 @@ impl Kv for KvService {
     ) -> Result<GrpcResponse<DeleteRangeResponse>, Status> {
         let request = request.into_inner();
         validate::delete_range(&request).map_err(etcd)?;
-        match self.propose(Request::DeleteRange(request)).await? {
-            Response::DeleteRange(mut response) => {
-                response.header = self.shared.header(response.header);
-                Ok(GrpcResponse::new(response))
-            }
-            other => Err(mismatch("DeleteRange", &other)),
-        }
+        propose_and_reply!(self, Request::DeleteRange(request), Response::DeleteRange, "DeleteRange")
     }
 
     async fn txn(&self, request: GrpcRequest<TxnRequest>) -> Result<GrpcResponse<TxnResponse>, Status> {
@@ -84,13 +69,7 @@ impl Kv for KvService {
             response.header = self.shared.header(response.header);
             return Ok(GrpcResponse::new(response));
         }
-        match self.propose(Request::Txn(request)).await? {
-            Response::Txn(mut response) => {
-                response.header = self.shared.header(response.header);
-                Ok(GrpcResponse::new(response))
-            }
-            other => Err(mismatch("Txn", &other)),
-        }
+        propose_and_reply!(self, Request::Txn(request), Response::Txn, "Txn")
     }
 
     async fn compact(
@@ -98,13 +77,7 @@ impl Kv for KvService {
         request: GrpcRequest<CompactionRequest>,
     ) -> Result<GrpcResponse<CompactionResponse>, Status> {
         // Compaction is applied synchronously, so `physical` is always honoured.
-        match self.propose(Request::Compaction(request.into_inner())).await? {
-            Response::Compaction(mut response) => {
-                response.header = self.shared.header(response.header);
-                Ok(GrpcResponse::new(response))
-            }
-            other => Err(mismatch("Compact", &other)),
-        }
+        propose_and_reply!(self, Request::Compaction(request.into_inner()), Response::Compaction, "Compact")
     }
 }
 
@@ -115,9 +88,4 @@ fn all_serializable(request: &TxnRequest) -> bool {
         Some(Op::RequestRange(range)) => range.serializable,
         _ => false,
     })
-}
-
-fn mismatch(method: &str, response: &Response) -> Status {
-    tracing::error!(method, ?response, "applied response does not match the request");
-    Status::internal(format!("keel: {method} got a response of another kind"))
 }

@@ -114,23 +114,11 @@ impl Lease for LeaseService {
             // Chosen here, before the proposal, so every member applies the same id.
             request.id = (self.shared.proposer.next_id() & (i64::MAX as u64)) as i64;
         }
-        match self.shared.proposer.propose(Internal::LeaseGrant(request)).await.map_err(etcd)? {
-            Applied::LeaseGrant(mut response) => {
-                response.header = self.shared.header(response.header);
-                Ok(Response::new(response))
-            }
-            _ => Err(Status::internal("keel: LeaseGrant got a response of another kind")),
-        }
+        propose_and_reply!(self, Internal::LeaseGrant(request), Applied::LeaseGrant, "LeaseGrant")
     }
 
     async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        match self.shared.proposer.propose(Internal::LeaseRevoke(request.into_inner())).await.map_err(etcd)? {
-            Applied::LeaseRevoke(mut response) => {
-                response.header = self.shared.header(response.header);
-                Ok(Response::new(response))
-            }
-            _ => Err(Status::internal("keel: LeaseRevoke got a response of another kind")),
-        }
+        propose_and_reply!(self, Internal::LeaseRevoke(request.into_inner()), Applied::LeaseRevoke, "LeaseRevoke")
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;

@@ -1,6 +1,20 @@
 //! The client-facing gRPC services, one file per etcd service. Requests are validated here, with
 //! etcd's checks and errors, before anything is proposed or read.
 
+/// Proposes `$request`, waits for it to be applied, and answers with the `$variant` response it produced,
+/// its header completed with this member's identity.
+macro_rules! propose_and_reply {
+    ($self:ident, $request:expr, $variant:path, $method:literal) => {
+        match $self.shared.proposer.propose($request).await.map_err($crate::grpc::etcd)? {
+            $variant(mut response) => {
+                response.header = $self.shared.header(response.header);
+                Ok(tonic::Response::new(response))
+            }
+            other => Err($crate::grpc::mismatch($method, &other)),
+        }
+    };
+}
+
 pub mod authority;
 pub mod cluster;
 pub mod kv;
@@ -75,4 +89,10 @@ pub fn status(error: StateError) -> tonic::Status {
 
 pub fn etcd(error: EtcdError) -> tonic::Status {
     error.into()
+}
+
+/// An applied request produced a response of another kind than its request: a bug, reported as such.
+pub fn mismatch(method: &str, response: &keel_state::Response) -> tonic::Status {
+    tracing::error!(method, ?response, "applied response does not match the request");
+    tonic::Status::internal(format!("keel: {method} got a response of another kind"))
 }
