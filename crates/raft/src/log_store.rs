@@ -161,6 +161,21 @@ impl LogStore {
         Ok(self.wal.release_to(index)?)
     }
 
+    /// Installs a snapshot received from the leader: the log now starts after it, and the WAL records
+    /// it (with the new hard state) durably before the state machine switches to the snapshot's image.
+    /// Entries after the snapshot that the WAL still holds are replaced as the leader sends new ones
+    /// (as in etcd, whose WAL keeps them too).
+    pub fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LogError> {
+        let (index, term) = (snapshot.get_metadata().index, snapshot.get_metadata().term);
+        self.memory.wl().apply_snapshot(snapshot.clone())?;
+        let hard_state = self.memory.rl().hard_state().clone();
+        self.wal.append(&[Record::Snapshot { index, term }, Record::State(encode(&hard_state))])?;
+        self.wal.sync()?;
+        self.unsynced = false;
+        self.wal.release_to(index)?;
+        Ok(())
+    }
+
     pub fn first_index(&self) -> u64 {
         raft::Storage::first_index(&self.memory).unwrap_or(1)
     }
@@ -285,6 +300,31 @@ mod tests {
         let error = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(0)).err().expect("must refuse");
         assert!(error.to_string().contains("older copy"), "{error}");
         assert!(LogStore::open(dir.path(), WalOptions::default(), &bootstrap(8)).is_ok());
+    }
+
+    #[test]
+    fn an_installed_snapshot_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(0)).unwrap();
+        store.append(&(1..=10).map(|index| entry(index, 1)).collect::<Vec<_>>()).unwrap();
+        store.sync().unwrap();
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().index = 500;
+        snapshot.mut_metadata().term = 4;
+        snapshot.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+        store.install_snapshot(&snapshot).unwrap();
+        assert_eq!(store.first_index(), 501);
+        assert_eq!(store.last_index(), 500);
+        drop(store);
+        // The backend switched to the snapshot's image: it has applied 500.
+        let (store, recovered) = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(500)).unwrap();
+        assert_eq!(recovered.snapshot_index, 500);
+        assert_eq!((recovered.hard_state.commit, recovered.hard_state.term), (500, 4));
+        assert_eq!(store.storage().term(500).unwrap(), 4);
+        drop(store);
+        // A backend that never switched is refused, naming where the log starts.
+        let error = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(10)).err().expect("must refuse");
+        assert!(matches!(error, LogError::AppliedBeforeLog { applied: 10, first: 501 }), "{error}");
     }
 
     #[test]

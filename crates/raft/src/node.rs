@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 
 /// Commands queued at most before proposers are told to back off.
 const COMMAND_QUEUE: usize = 16 * 1024;
-/// Log entries a leader keeps for a lagging follower beyond the usual compaction point.
-const RETAINED_FOR_FOLLOWERS: u64 = 500_000;
 /// Commands taken into one Ready at most, so one turn's latency stays bounded.
 const COMMANDS_PER_TURN: usize = 4096;
 
@@ -47,8 +45,8 @@ pub enum Command {
     TransferLeader { to: u64 },
     /// Messages to peer `id` could not be delivered (raft-rs slows replication to it until it answers).
     Unreachable { id: u64 },
-    /// A snapshot for peer `id` could not be sent.
-    SnapshotFailed { id: u64 },
+    /// How sending a snapshot to peer `id` ended.
+    SnapshotSent { id: u64, delivered: bool },
     /// Syncs the log and stops the node.
     Shutdown,
 }
@@ -57,6 +55,9 @@ pub enum Command {
 pub trait Outbox: Send + 'static {
     /// Committed entries, in log order. May block while the applier is behind (back-pressure).
     fn committed(&mut self, entries: Vec<Entry>);
+    /// The log now starts after a snapshot the leader sent (at `index`, `term`): the state machine must
+    /// switch to that snapshot's image before it applies any later entry.
+    fn snapshot_installed(&mut self, index: u64, term: u64);
     fn read_states(&mut self, states: Vec<ReadState>);
     /// A proposal Raft refused (no leader, or a leader transfer in progress).
     fn dropped(&mut self, id: u64);
@@ -280,39 +281,21 @@ impl<T: Transport, O: Outbox> Node<T, O> {
             }
             Command::Applied { index } => self.raw.advance_apply_to(index),
             Command::Compact { index } => {
-                // Never past what raft-rs itself counts as applied (its notice may still be queued).
-                let index = self.compaction_point(index).min(self.raw.raft.raft_log.applied);
+                // Never past what raft-rs itself counts as applied (its notice may still be queued). A
+                // follower that falls behind the compacted log is sent a snapshot.
+                let index = index.min(self.raw.raft.raft_log.applied);
                 let removed = self.log.compact(index)?;
                 tracing::debug!(index, removed_segments = removed, "raft log compacted");
             }
             Command::TransferLeader { to } => self.raw.transfer_leader(to),
             Command::Unreachable { id } => self.raw.report_unreachable(id),
-            Command::SnapshotFailed { id } => self.raw.report_snapshot(id, raft::SnapshotStatus::Failure),
+            Command::SnapshotSent { id, delivered } => {
+                let status = if delivered { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+                self.raw.report_snapshot(id, status);
+            }
             Command::Shutdown => return Ok(false),
         }
         Ok(true)
-    }
-
-    /// Where the log may be compacted. A leader keeps what its slowest follower still needs (snapshot
-    /// transfer to followers is not built yet), up to `RETAINED_FOR_FOLLOWERS` entries behind.
-    fn compaction_point(&self, requested: u64) -> u64 {
-        let raft = &self.raw.raft;
-        if raft.state != StateRole::Leader {
-            return requested;
-        }
-        let slowest = raft.prs().iter().filter(|(id, _)| **id != raft.id).map(|(_, progress)| progress.matched).min();
-        match slowest {
-            Some(matched) if matched < requested && requested - matched <= RETAINED_FOR_FOLLOWERS => matched.max(1),
-            Some(matched) if matched < requested => {
-                tracing::warn!(
-                    follower_match = matched,
-                    compact_to = requested,
-                    "a follower is too far behind: compacting past it; it will need a snapshot, which is not supported yet"
-                );
-                requested
-            }
-            _ => requested,
-        }
     }
 
     /// raft-rs's Ready, handled in the order its documentation gives.
@@ -322,8 +305,11 @@ impl<T: Transport, O: Outbox> Node<T, O> {
             self.transport.send(ready.take_messages());
         }
         if !ready.snapshot().is_empty() {
-            // Only a leader with followers sends snapshots; the cluster work installs them.
-            tracing::error!(index = ready.snapshot().get_metadata().index, "snapshot install is not supported yet");
+            let snapshot = ready.snapshot();
+            let (index, term) = (snapshot.get_metadata().index, snapshot.get_metadata().term);
+            tracing::info!(index, term, "installing a snapshot from the leader");
+            self.log.install_snapshot(snapshot)?;
+            self.outbox.snapshot_installed(index, term);
         }
         self.hand_over(ready.take_committed_entries());
         if !ready.read_states().is_empty() {

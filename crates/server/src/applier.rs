@@ -13,6 +13,7 @@ use keel_raft::{Command, Outbox};
 use keel_state::StateMachine;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,9 +49,16 @@ impl DiskStats {
     }
 }
 
+/// What the applier is handed, in log order.
+enum Work {
+    Entries(Vec<Entry>),
+    /// Switch to the image received for the snapshot at this index.
+    Snapshot { index: u64 },
+}
+
 /// What the Raft node hands out, routed to the applier and the waiting callers.
 pub struct MemberOutbox {
-    entries: SyncSender<Vec<Entry>>,
+    entries: SyncSender<Work>,
     waiters: Arc<Waiters>,
     disk: Arc<DiskStats>,
 }
@@ -58,8 +66,14 @@ pub struct MemberOutbox {
 impl Outbox for MemberOutbox {
     fn committed(&mut self, entries: Vec<Entry>) {
         // Blocks while the applier is APPLY_QUEUE batches behind: back-pressure on the Raft loop.
-        if self.entries.send(entries).is_err() {
+        if self.entries.send(Work::Entries(entries)).is_err() {
             tracing::warn!("applier has stopped; committed entries not applied on this run");
+        }
+    }
+
+    fn snapshot_installed(&mut self, index: u64, _term: u64) {
+        if self.entries.send(Work::Snapshot { index }).is_err() {
+            tracing::warn!(index, "applier has stopped; the snapshot is installed at the next start");
         }
     }
 
@@ -90,6 +104,8 @@ impl Outbox for MemberOutbox {
 
 pub struct ApplierSettings {
     pub snapshot_count: u64,
+    /// Where images received for Raft snapshots wait (`member/snap`), named by [`snapshot_file`].
+    pub snapshot_dir: PathBuf,
     /// Entries kept behind the compaction point for lagging followers (none with a single voter).
     pub catch_up_entries: u64,
 }
@@ -125,7 +141,7 @@ pub fn start(
 
 struct Applier {
     machine: StateMachine,
-    receiver: Receiver<Vec<Entry>>,
+    receiver: Receiver<Work>,
     commands: SyncSender<Command>,
     waiters: Arc<Waiters>,
     applied: watch::Sender<u64>,
@@ -138,16 +154,31 @@ struct Applier {
 
 impl Applier {
     fn run(mut self) {
-        while let Ok(mut batch) = self.receiver.recv() {
-            while let Ok(more) = self.receiver.try_recv() {
-                batch.extend(more);
-                if batch.len() >= 8192 {
-                    break;
+        let mut next = self.receiver.recv().ok();
+        while let Some(work) = next.take() {
+            let result = match work {
+                Work::Snapshot { index } => self.install(index),
+                Work::Entries(mut batch) => {
+                    // Take what else is queued into the same batch, up to a snapshot.
+                    while batch.len() < 8192 {
+                        match self.receiver.try_recv() {
+                            Ok(Work::Entries(more)) => batch.extend(more),
+                            Ok(snapshot) => {
+                                next = Some(snapshot);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.apply(&batch)
                 }
-            }
-            if let Err(error) = self.apply(&batch) {
+            };
+            if let Err(error) = result {
                 tracing::error!(%error, "applying committed entries failed; stopping the member");
                 std::process::exit(1);
+            }
+            if next.is_none() {
+                next = self.receiver.recv().ok();
             }
         }
         if let Err(error) = self.machine.persist() {
@@ -190,6 +221,34 @@ impl Applier {
         Ok(())
     }
 
+    /// Switches the store to the image received for the snapshot at `index` (Raft has already recorded
+    /// the snapshot in its log), then tells everyone who follows the store.
+    fn install(&mut self, index: u64) -> Result<(), keel_state::StateError> {
+        let file = snapshot_file(&self.settings.snapshot_dir, index);
+        let started = Instant::now();
+        let state = self.machine.install(&file)?;
+        if state.index != index {
+            return Err(keel_state::StateError::Corrupt(format!(
+                "the image installed for the snapshot at index {index} has applied index {}",
+                state.index
+            )));
+        }
+        tracing::info!(
+            index,
+            revision = state.revision,
+            took_ms = started.elapsed().as_millis() as u64,
+            "store replaced by the leader's snapshot"
+        );
+        self.last_durable = Instant::now();
+        self.last_compact = index;
+        crate::peer::snapshot::remove_stale_images(&self.settings.snapshot_dir, index, false);
+        self.lessor.restore(self.machine.read()?.leases()?);
+        self.hub.restored(state.revision);
+        self.applied.send_replace(index);
+        let _ = self.commands.try_send(Command::Applied { index });
+        Ok(())
+    }
+
     /// Every `--snapshot-count` entries: make the backend durable, then let the log drop what it holds.
     fn maybe_compact(&mut self, index: u64) -> Result<(), keel_state::StateError> {
         if index < self.last_compact + self.settings.snapshot_count {
@@ -206,6 +265,11 @@ impl Applier {
         }
         Ok(())
     }
+}
+
+/// Where the image for the Raft snapshot at `index` waits to be installed.
+pub fn snapshot_file(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("{index:016x}.snap.db"))
 }
 
 /// The state machine's part of an entry: client requests only; Raft's own entries apply as no-ops.

@@ -54,6 +54,10 @@ pub struct Config {
     /// Number of committed entries between two compactions of the Raft log.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Entries a member keeps in its Raft log behind each compaction, for slow followers; a follower
+    /// further behind is sent a snapshot.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
+    pub experimental_snapshot_catchup_entries: u64,
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
     pub max_request_bytes: u32,
@@ -88,6 +92,7 @@ pub struct Settings {
     pub tick_interval: Duration,
     pub election_ticks: usize,
     pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     /// How long a client request may wait for its result (etcd: 5 s + 2 election timeouts).
@@ -200,6 +205,7 @@ impl Config {
             tick_interval: Duration::from_millis(self.heartbeat_interval),
             election_ticks,
             snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             max_request_bytes: self.max_request_bytes as usize,
             max_txn_ops: self.max_txn_ops as usize,
             request_timeout: Duration::from_secs(5) + 2 * election,

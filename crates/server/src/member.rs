@@ -21,8 +21,9 @@ use crate::grpc::watch::WatchService;
 use crate::watch::WatchHub;
 use keel_raft::raft::eraftpb::ConfState;
 use keel_raft::wal::WalOptions;
+use crate::peer::snapshot::{self, SnapshotShipper};
 use crate::peer::{LeaderLink, PeerService, PeerTransport};
-use keel_raft::{Bootstrap, LogStore, NodeConfig};
+use keel_raft::{Bootstrap, LogError, LogStore, NodeConfig, Recovered};
 use keel_state::StateMachine;
 use keel_state::backend::meta;
 use std::future::Future;
@@ -35,14 +36,13 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let member_dir = settings.data_dir.join("member");
-    let mut machine = StateMachine::open(&member_dir.join("snap").join("db"))
+    let snapshot_dir = member_dir.join("snap");
+    let mut machine = StateMachine::open(&snapshot_dir.join("db"))
         .with_context(|| format!("opening the backend in {}", member_dir.display()))?;
     let member = identity_of(&settings, &mut machine)?;
-    let conf_state = conf_state_of(&mut machine, &member)?;
+    let (log, recovered, conf_state) = open_log(&member_dir, &mut machine, &member)?;
     let applied_index = machine.state().index;
-    let bootstrap = Bootstrap { conf_state: conf_state.clone(), applied_index };
-    let (log, recovered) = LogStore::open(&member_dir.join("wal"), WalOptions::default(), &bootstrap)
-        .with_context(|| format!("opening the write-ahead log in {}", member_dir.join("wal").display()))?;
+    snapshot::remove_stale_images(&snapshot_dir, applied_index, true);
     tracing::info!(
         name = %settings.name,
         member_id = format_args!("{:x}", member.member_id),
@@ -73,7 +73,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         hub.clone(),
         lessor.clone(),
         disk.clone(),
-        ApplierSettings { snapshot_count: settings.snapshot_count, catch_up_entries: if single_voter { 0 } else { 5000 } },
+        ApplierSettings {
+            snapshot_count: settings.snapshot_count,
+            snapshot_dir: snapshot_dir.clone(),
+            catch_up_entries: if single_voter { 0 } else { settings.snapshot_catchup_entries },
+        },
     );
     let node_config = NodeConfig {
         id: member.member_id,
@@ -84,10 +88,24 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     };
     let peers: Vec<(u64, String)> =
         member.members.iter().filter_map(|peer| Some((peer.id, peer.peer_urls.first()?.clone()))).collect();
-    let transport = PeerTransport::start(member.cluster_id, member.member_id, &peers, commands.clone());
+    let shipper = SnapshotShipper {
+        cluster_id: member.cluster_id,
+        member_id: member.member_id,
+        backend: backend.clone(),
+        applied: applied.clone(),
+        commands: commands.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let transport = PeerTransport::start(&peers, shipper);
     let node = keel_raft::start(node_config, log, transport, outbox, queue).context("starting the raft node")?;
-    let peer_service =
-        PeerService::new(member.cluster_id, member.member_id, commands.clone(), lessor.clone(), node.status_handle());
+    let peer_service = PeerService::new(
+        member.cluster_id,
+        member.member_id,
+        commands.clone(),
+        lessor.clone(),
+        node.status_handle(),
+        snapshot_dir,
+    );
     let peer_server = serve_peers(&settings, peer_service).await?;
     let leader_link = Arc::new(LeaderLink::new(
         member.cluster_id,
@@ -360,4 +378,80 @@ fn conf_state_of(machine: &mut StateMachine, member: &MemberInfo) -> anyhow::Res
     let conf_state = ConfState { voters, ..Default::default() };
     machine.store_meta(meta::CONF_STATE, &keel_raft::encode_conf_state(&conf_state))?;
     Ok(conf_state)
+}
+
+/// Opens the Raft log over the state machine. If the log records a snapshot the store never switched to
+/// (the member stopped between the two), the image received for it is installed first, as etcd does with
+/// its `snap/<index>.snap.db`.
+fn open_log(
+    member_dir: &std::path::Path,
+    machine: &mut StateMachine,
+    member: &MemberInfo,
+) -> anyhow::Result<(LogStore, Recovered, ConfState)> {
+    let wal_dir = member_dir.join("wal");
+    let mut installed = false;
+    loop {
+        let conf_state = conf_state_of(machine, member)?;
+        let bootstrap = Bootstrap { conf_state: conf_state.clone(), applied_index: machine.state().index };
+        match LogStore::open(&wal_dir, WalOptions::default(), &bootstrap) {
+            Ok((log, recovered)) => return Ok((log, recovered, conf_state)),
+            Err(LogError::AppliedBeforeLog { applied, first }) if !installed => {
+                let image = applier::snapshot_file(&member_dir.join("snap"), first - 1);
+                if !image.exists() {
+                    return Err(LogError::AppliedBeforeLog { applied, first }.into());
+                }
+                tracing::info!(applied, snapshot_index = first - 1, image = %image.display(), "installing the snapshot image the log already records");
+                machine.install(&image).with_context(|| format!("installing {}", image.display()))?;
+                installed = true;
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!("opening the write-ahead log in {}", wal_dir.display())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_raft::raft::eraftpb::Snapshot;
+    use keel_state::backend::image;
+
+    #[test]
+    fn a_snapshot_the_log_recorded_but_the_store_missed_is_installed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let member = MemberInfo {
+            cluster_id: 7,
+            member_id: 2,
+            client_urls: Vec::new(),
+            members: vec![ClusterMember { id: 1, peer_urls: Vec::new() }, ClusterMember { id: 2, peer_urls: Vec::new() }],
+        };
+        // The leader's store has applied 5 entries; its image waits in snap/ under index 5.
+        let mut leader = StateMachine::open(&dir.path().join("leader.db")).unwrap();
+        let entries: Vec<keel_state::Entry<'_>> =
+            (1..=5).map(|index| keel_state::Entry { index, term: 2, data: &[] }).collect();
+        leader.apply(&entries, true).unwrap();
+        let member_dir = dir.path().join("member");
+        std::fs::create_dir_all(member_dir.join("snap")).unwrap();
+        let mut bytes = Vec::new();
+        image::export(leader.backend(), &[meta::MEMBER_ID], &mut bytes, |_| {}).unwrap();
+        image::import(bytes.as_slice(), &applier::snapshot_file(&member_dir.join("snap"), 5), &[], |_| {}).unwrap();
+
+        // This member's log recorded the snapshot, then the member stopped before its store switched.
+        let mut machine = StateMachine::open(&member_dir.join("snap").join("db")).unwrap();
+        {
+            let (log, _, _) = open_log(&member_dir, &mut machine, &member).unwrap();
+            let mut log = log;
+            let mut snapshot = Snapshot::default();
+            snapshot.mut_metadata().index = 5;
+            snapshot.mut_metadata().term = 2;
+            snapshot.mut_metadata().mut_conf_state().voters = vec![1, 2];
+            log.install_snapshot(&snapshot).unwrap();
+        }
+        assert_eq!(machine.state().index, 0);
+        let (_, recovered, _) = open_log(&member_dir, &mut machine, &member).unwrap();
+        assert_eq!(recovered.snapshot_index, 5);
+        assert_eq!((machine.state().index, machine.state().term), (5, 2));
+        assert!(!applier::snapshot_file(&member_dir.join("snap"), 5).exists(), "the image became the store");
+    }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Cluster, etcdctl_json};
-use etcd_client::{Client, GetOptions};
+use etcd_client::{Client, GetOptions, PutOptions};
 use rand::seq::SliceRandom;
 use std::time::{Duration, Instant};
 
@@ -192,19 +192,27 @@ async fn etcdctl_sees_one_leader_and_every_member() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_member_stopped_during_thousands_of_writes_catches_up() {
-    // A small --snapshot-count makes the leader compact its log many times while the member is away.
-    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(3, &["--snapshot-count", "200"])).await.unwrap();
+async fn a_member_stopped_during_thousands_of_writes_catches_up_by_snapshot() {
+    // A small --snapshot-count and catch-up margin make the leader compact its log far past the member
+    // while it is away, so only a snapshot can bring it back.
+    let flags = ["--snapshot-count", "200", "--experimental-snapshot-catchup-entries", "100"];
+    let mut cluster = tokio::task::spawn_blocking(move || Cluster::start(3, &flags)).await.unwrap();
     let leading = leader(&cluster).await;
     let away = (leading + 1) % 3;
-    cluster.members[away].kill();
+    let away_id = client(&cluster.members[away].endpoint).await.status().await.unwrap().header().unwrap().member_id();
     let mut writer = client(&cluster.members[leading].endpoint).await;
-    // More than the 5,000 entries a leader normally keeps behind its compaction point.
-    for index in 0..6000 {
+    let lease = writer.lease_grant(600, None).await.unwrap().id();
+    writer.put("leased", "before", Some(PutOptions::new().with_lease(lease))).await.unwrap();
+    cluster.members[away].kill();
+    for index in 0..3000 {
         writer.put(format!("while-away/{index:04}"), index.to_string(), None).await.unwrap();
+        if index % 500 == 0 {
+            writer.delete(format!("while-away/{:04}", index / 2), None).await.unwrap();
+        }
     }
+    writer.compact(1000, None).await.unwrap();
     cluster.members[away].respawn();
-    let cluster = tokio::task::spawn_blocking(move || {
+    let mut cluster = tokio::task::spawn_blocking(move || {
         cluster.members[away].wait_ready();
         cluster
     })
@@ -222,7 +230,34 @@ async fn a_member_stopped_during_thousands_of_writes_catches_up() {
         assert!(Instant::now() < deadline, "the returning member did not catch up");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let log = cluster.members[away].log();
+    assert!(log.contains("store replaced by the leader's snapshot"), "the member caught up without a snapshot:\n{log}");
     assert_eq!(contents(&cluster.members[away].endpoint).await, expected);
+    // The installed store kept this member's identity, the lease, and the compaction.
+    let status = returned.status().await.unwrap();
+    assert_eq!(status.header().unwrap().member_id(), away_id);
+    let leased = returned.get("leased", Some(GetOptions::new().with_serializable())).await.unwrap();
+    assert_eq!(leased.kvs()[0].lease(), lease);
+    let old = returned.get("leased", Some(GetOptions::new().with_revision(500).with_serializable())).await;
+    assert!(old.unwrap_err().to_string().contains("required revision has been compacted"));
+
+    // It is a full member again: with the old leader gone, it makes the majority, and what it holds
+    // survives its own restart.
+    cluster.members[leading].kill();
+    cluster.members[away].kill();
+    cluster.members[away].respawn();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.members[away].wait_ready();
+        cluster
+    })
+    .await
+    .unwrap();
+    let third = 3 - leading - away;
+    let mut returned = client(&cluster.members[away].endpoint).await;
+    returned.put("after", "snapshot", None).await.unwrap();
+    let mut other = client(&cluster.members[third].endpoint).await;
+    assert_eq!(other.get("after", None).await.unwrap().kvs()[0].value(), b"snapshot");
+    assert_eq!(returned.get("while-away/2999", None).await.unwrap().kvs()[0].value(), b"2999");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -40,21 +40,30 @@ fn seconds(ttl: i64) -> Duration {
     Duration::from_secs(ttl.max(0) as u64)
 }
 
+/// Clocks for stored leases: each gets its remaining TTL (checkpointed, or the full TTL) from now.
+fn clocks(records: Vec<LeaseRecord>) -> HashMap<i64, Lease> {
+    let now = Instant::now();
+    records
+        .into_iter()
+        .map(|record| {
+            let checkpointed = (record.remaining_ttl > 0).then_some(record.remaining_ttl);
+            let remaining = checkpointed.unwrap_or(record.ttl);
+            (record.id, Lease { ttl: record.ttl, checkpointed, expires: now + seconds(remaining), revoking_since: None })
+        })
+        .collect()
+}
+
 impl Lessor {
     /// The leases the state machine holds at start: each gets its remaining TTL (checkpointed, or the full
     /// TTL) from now.
     pub fn new(records: Vec<LeaseRecord>, min_ttl: i64, extend: Duration) -> Self {
-        let now = Instant::now();
-        let leases = records
-            .into_iter()
-            .map(|record| {
-                let checkpointed = (record.remaining_ttl > 0).then_some(record.remaining_ttl);
-                let remaining = checkpointed.unwrap_or(record.ttl);
-                let lease = Lease { ttl: record.ttl, checkpointed, expires: now + seconds(remaining), revoking_since: None };
-                (record.id, lease)
-            })
-            .collect();
-        Lessor { leases: Mutex::new(leases), led_term: Mutex::new(0), extend, min_ttl }
+        Lessor { leases: Mutex::new(clocks(records)), led_term: Mutex::new(0), extend, min_ttl }
+    }
+
+    /// The store was replaced (a Raft snapshot): its leases replace the ones known, with fresh clocks
+    /// as at start.
+    pub fn restore(&self, records: Vec<LeaseRecord>) {
+        *self.leases.lock().expect("lessor lock") = clocks(records);
     }
 
     /// Called whenever this member acts as leader in `term`: the first time in a term, the clocks are

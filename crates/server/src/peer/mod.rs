@@ -5,11 +5,14 @@
 //! down, messages are dropped (Raft retransmits) and the node is told the peer is unreachable. Streams
 //! reconnect with a backoff. The receiving side steps every message into its node.
 
+pub mod snapshot;
+
 use keel_api::keelpb::peer_client::PeerClient;
 use keel_api::keelpb::peer_server::Peer;
 use crate::lease::Lessor;
 use keel_api::EtcdError;
-use keel_api::keelpb::{LeaseAnswer, LeaseQuery, PeerAck, RaftBatch};
+use keel_api::keelpb::{LeaseAnswer, LeaseQuery, PeerAck, RaftBatch, SnapshotChunk};
+use snapshot::{SnapshotReceiver, SnapshotShipper};
 use keel_raft::NodeStatus;
 use std::sync::Arc;
 use keel_raft::raft::eraftpb::{Message, MessageType};
@@ -30,12 +33,15 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// What the Raft thread hands over: messages go to per-peer queues.
 pub struct PeerTransport {
     peers: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    urls: HashMap<u64, String>,
     commands: SyncSender<Command>,
+    snapshots: Arc<SnapshotShipper>,
 }
 
 impl PeerTransport {
-    /// Starts a sender task per peer (`id` -> its first peer URL).
-    pub fn start(cluster_id: u64, member_id: u64, peers: &[(u64, String)], commands: SyncSender<Command>) -> Self {
+    /// Starts a sender task per peer (`id` -> its first peer URL); snapshots go out through `snapshots`.
+    pub fn start(peers: &[(u64, String)], snapshots: SnapshotShipper) -> Self {
+        let (cluster_id, member_id, commands) = (snapshots.cluster_id, snapshots.member_id, snapshots.commands.clone());
         let mut queues = HashMap::new();
         for (id, url) in peers {
             if *id == member_id {
@@ -45,7 +51,7 @@ impl PeerTransport {
             tokio::spawn(send_loop(cluster_id, member_id, *id, url.clone(), receiver, commands.clone()));
             queues.insert(*id, sender);
         }
-        PeerTransport { peers: queues, commands }
+        PeerTransport { peers: queues, urls: peers.iter().cloned().collect(), commands, snapshots: Arc::new(snapshots) }
     }
 }
 
@@ -53,9 +59,12 @@ impl Transport for PeerTransport {
     fn send(&mut self, messages: Vec<Message>) {
         for message in messages {
             if message.get_msg_type() == MessageType::MsgSnapshot {
-                // Snapshot transfer (the backend file) is not built yet: the follower stays behind.
-                tracing::error!(to = format_args!("{:x}", message.to), "a follower needs a snapshot; snapshot transfer is not supported yet");
-                let _ = self.commands.try_send(Command::SnapshotFailed { id: message.to });
+                let Some(url) = self.urls.get(&message.to) else {
+                    let _ = self.commands.try_send(Command::SnapshotSent { id: message.to, delivered: false });
+                    continue;
+                };
+                tracing::info!(to = format_args!("{:x}", message.to), "a follower is behind the log: sending it a snapshot");
+                self.snapshots.ship(message, url.clone());
                 continue;
             }
             let Some(queue) = self.peers.get(&message.to) else {
@@ -142,6 +151,7 @@ pub struct PeerService {
     commands: SyncSender<Command>,
     lessor: Arc<Lessor>,
     node: Arc<NodeStatus>,
+    snapshots: SnapshotReceiver,
 }
 
 impl PeerService {
@@ -151,8 +161,20 @@ impl PeerService {
         commands: SyncSender<Command>,
         lessor: Arc<Lessor>,
         node: Arc<NodeStatus>,
+        snapshot_dir: std::path::PathBuf,
     ) -> Self {
-        PeerService { cluster_id, member_id, commands, lessor, node }
+        PeerService { cluster_id, member_id, commands, lessor, node, snapshots: SnapshotReceiver { member_id, snapshot_dir } }
+    }
+
+    fn check_cluster(&self, from: u64, cluster_id: u64) -> Result<(), Status> {
+        if cluster_id == self.cluster_id {
+            return Ok(());
+        }
+        tracing::error!(from = format_args!("{from:x}"), their_cluster = format_args!("{cluster_id:x}"), "refusing Raft messages from another cluster");
+        Err(Status::failed_precondition(format!(
+            "keel: cluster ID mismatch: this member is in cluster {:x}, the sender in {cluster_id:x}",
+            self.cluster_id
+        )))
     }
 
     fn check_lease_query(&self, query: &LeaseQuery) -> Result<(), Status> {
@@ -245,13 +267,7 @@ impl Peer for PeerService {
     async fn raft(&self, request: Request<Streaming<RaftBatch>>) -> Result<Response<PeerAck>, Status> {
         let mut batches = request.into_inner();
         while let Some(batch) = batches.message().await? {
-            if batch.cluster_id != self.cluster_id {
-                tracing::error!(from = format_args!("{:x}", batch.from), their_cluster = format_args!("{:x}", batch.cluster_id), "refusing Raft messages from another cluster");
-                return Err(Status::failed_precondition(format!(
-                    "keel: cluster ID mismatch: this member is in cluster {:x}, the sender in {:x}",
-                    self.cluster_id, batch.cluster_id
-                )));
-            }
+            self.check_cluster(batch.from, batch.cluster_id)?;
             for bytes in batch.messages {
                 let message = keel_raft::decode_message(&bytes).map_err(|error| Status::invalid_argument(error.to_string()))?;
                 match self.commands.try_send(Command::Step(message)) {
@@ -262,6 +278,16 @@ impl Peer for PeerService {
                 }
             }
         }
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<PeerAck>, Status> {
+        let mut chunks = request.into_inner();
+        let Some(first) = chunks.message().await? else { return Ok(Response::new(PeerAck {})) };
+        self.check_cluster(first.from, first.cluster_id)?;
+        let message = self.snapshots.receive(first.from, first, &mut chunks).await?;
+        // The node blocks on nothing here: a full queue means the leader resends later.
+        self.commands.try_send(Command::Step(message)).map_err(|_| Status::unavailable("keel: member busy"))?;
         Ok(Response::new(PeerAck {}))
     }
 

@@ -47,6 +47,12 @@ impl WatchHub {
         let _ = self.sender.send(Arc::new(EventBatch { revision, events }));
     }
 
+    /// The store was replaced wholesale (a Raft snapshot) and now stands at `revision`: an empty batch
+    /// tells every stream to catch up from the store.
+    pub fn restored(&self, revision: i64) {
+        let _ = self.sender.send(Arc::new(EventBatch { revision, events: Vec::new() }));
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventBatch>> {
         self.sender.subscribe()
     }

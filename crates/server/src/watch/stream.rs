@@ -205,6 +205,13 @@ impl WatchStream {
 
     /// Live delivery of one applied batch.
     async fn deliver(&mut self, batch: &EventBatch) -> Result<(), Gone> {
+        if batch.events.is_empty() {
+            // The store was replaced: whatever it gained comes from its history.
+            if batch.revision > self.horizon {
+                self.catch_up_all().await?;
+            }
+            return Ok(());
+        }
         let first = batch.events.first().and_then(|event| event.kv.as_ref()).map_or(batch.revision, |kv| kv.mod_revision);
         if first > self.horizon + 1 {
             // Revisions went by that this stream never saw: take them from the store first.

@@ -72,16 +72,16 @@ pub struct StateMachine {
 impl StateMachine {
     pub fn open(path: &Path) -> Result<Self, StateError> {
         let backend = Arc::new(Backend::open(path)?);
-        let view = ReadView::open(&backend)?;
-        let transaction = backend.begin_read()?;
-        let meta_table = transaction.open_table(META)?;
-        let state = AppliedState {
-            index: backend::read_u64(&meta_table, meta::APPLIED_INDEX)?,
-            term: backend::read_u64(&meta_table, meta::APPLIED_TERM)?,
-            revision: view.revision(),
-            compact_revision: view.compact_revision(),
-        };
+        let state = stored_state(&backend)?;
         Ok(StateMachine { backend, state })
+    }
+
+    /// Replaces the whole store by `file`, a backend file built from an image (an installed Raft
+    /// snapshot); the state machine then stands where the image stood.
+    pub fn install(&mut self, file: &Path) -> Result<AppliedState, StateError> {
+        self.backend.replace_with(file)?;
+        self.state = stored_state(&self.backend)?;
+        Ok(self.state)
     }
 
     pub fn state(&self) -> AppliedState {
@@ -151,6 +151,18 @@ impl StateMachine {
         transaction.commit()?;
         Ok(())
     }
+}
+
+fn stored_state(backend: &Backend) -> Result<AppliedState, StateError> {
+    let view = ReadView::open(backend)?;
+    let transaction = backend.begin_read()?;
+    let meta_table = transaction.open_table(META)?;
+    Ok(AppliedState {
+        index: backend::read_u64(&meta_table, meta::APPLIED_INDEX)?,
+        term: backend::read_u64(&meta_table, meta::APPLIED_TERM)?,
+        revision: view.revision(),
+        compact_revision: view.compact_revision(),
+    })
 }
 
 /// Applies one request; a request error leaves the store unchanged and goes back to the caller.

@@ -15,6 +15,9 @@
 use crate::error::StateError;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+pub mod image;
 
 pub(crate) const KEY_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_index");
 pub(crate) const KV: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("kv");
@@ -39,8 +42,11 @@ pub mod meta {
 /// Bytes of redb's page cache.
 const CACHE_BYTES: usize = 128 * 1024 * 1024;
 
+/// The backend file. Its database can be replaced by a complete new file (an installed Raft snapshot, a
+/// defragmented copy) while readers hold the `Backend`: transactions begun before the switch finish on
+/// the old file.
 pub struct Backend {
-    database: Database,
+    database: RwLock<Arc<Database>>,
     path: PathBuf,
 }
 
@@ -50,9 +56,7 @@ impl Backend {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| StateError::Io { path: parent.into(), source })?;
         }
-        // redb's own cache is anonymous memory; the OS page cache backs the file anyway, so a modest cache
-        // keeps the member's memory small without costing reads much.
-        let database = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
+        let database = create_database(path)?;
         let transaction = database.begin_write()?;
         transaction.open_table(KEY_INDEX)?;
         transaction.open_table(KV)?;
@@ -67,20 +71,37 @@ impl Backend {
             }
         }
         transaction.commit()?;
-        Ok(Backend { database, path: path.to_path_buf() })
+        Ok(Backend { database: RwLock::new(Arc::new(database)), path: path.to_path_buf() })
+    }
+
+    /// Replaces the whole database by `file`, a complete backend file in the same directory (made by
+    /// [`image::import`]). The file is renamed over this backend's path; the caller must be the only
+    /// writer (the applier), so no write transaction is open.
+    pub fn replace_with(&self, file: &Path) -> Result<(), StateError> {
+        let mut database = self.database.write().expect("backend lock");
+        std::fs::rename(file, &self.path).map_err(|source| StateError::Io { path: file.into(), source })?;
+        sync_parent(&self.path)?;
+        *database = Arc::new(create_database(&self.path)?);
+        Ok(())
+    }
+
+    fn database(&self) -> Arc<Database> {
+        self.database.read().expect("backend lock").clone()
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, StateError> {
-        Ok(self.database.begin_read()?)
+    /// A read transaction; it keeps its database open even if the backend switches files meanwhile.
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, StateError> {
+        let database = self.database();
+        Ok(ReadTransaction { transaction: database.begin_read()?, _database: database })
     }
 
     /// A write transaction; `durable` decides whether its commit reaches the disk before returning.
     pub(crate) fn begin_write(&self, durable: bool) -> Result<WriteTransaction, StateError> {
-        let mut transaction = self.database.begin_write()?;
+        let mut transaction = self.database().begin_write()?;
         if durable {
             transaction.set_durability(Durability::Immediate)?;
             // Saves the allocator state with the commit, so reopening after a crash is quick.
@@ -98,11 +119,40 @@ impl Backend {
 
     /// Bytes of the file that hold live pages (etcd's `dbSizeInUse`). Walks the trees: call it rarely.
     pub fn size_in_use(&self) -> Result<u64, StateError> {
-        let transaction = self.database.begin_write()?;
+        let transaction = self.database().begin_write()?;
         let stats = transaction.stats()?;
         transaction.abort()?;
         Ok(stats.allocated_pages() * stats.page_size() as u64)
     }
+}
+
+/// A redb read transaction together with the database it reads (redb fails reads on a closed database).
+pub(crate) struct ReadTransaction {
+    transaction: redb::ReadTransaction,
+    // Dropped after the transaction (fields drop in order).
+    _database: Arc<Database>,
+}
+
+impl std::ops::Deref for ReadTransaction {
+    type Target = redb::ReadTransaction;
+
+    fn deref(&self) -> &redb::ReadTransaction {
+        &self.transaction
+    }
+}
+
+fn create_database(path: &Path) -> Result<Database, StateError> {
+    // redb's own cache is anonymous memory; the OS page cache backs the file anyway, so a modest cache
+    // keeps the member's memory small without costing reads much.
+    Ok(Database::builder().set_cache_size(CACHE_BYTES).create(path)?)
+}
+
+/// Makes a rename or a new file in `path`'s directory durable.
+pub(crate) fn sync_parent(path: &Path) -> Result<(), StateError> {
+    let Some(parent) = path.parent() else { return Ok(()) };
+    std::fs::File::open(parent)
+        .and_then(|directory| directory.sync_all())
+        .map_err(|source| StateError::Io { path: parent.into(), source })
 }
 
 pub(crate) fn read_u64<T: ReadableTable<&'static str, &'static [u8]>>(table: &T, name: &str) -> Result<u64, StateError> {

@@ -76,6 +76,8 @@ pub struct ReadView {
     members: ReadOnlyTable<u64, &'static [u8]>,
     revision: i64,
     compact_revision: i64,
+    /// Keeps the database these tables read open (the backend may switch files meanwhile).
+    _transaction: backend::ReadTransaction,
 }
 
 impl ReadView {
@@ -89,6 +91,7 @@ impl ReadView {
             leases: transaction.open_table(LEASES)?,
             lease_keys: transaction.open_table(LEASE_KEYS)?,
             members: transaction.open_table(MEMBERS)?,
+            _transaction: transaction,
         })
     }
 
