@@ -162,3 +162,30 @@ async fn large_responses_are_fragmented_as_etcd_fragments_them() {
     assert!(expected.len() > 1, "the reference did not fragment: {expected:?}");
     assert_eq!(fragments(keel.endpoint.clone()).await, expected);
 }
+
+/// Opens a watch on `key` with a request stream that ends right after the create (a half-close), then
+/// puts the key; returns the values the watcher received.
+async fn events_after_half_close(endpoint: String) -> Vec<String> {
+    let channel = Channel::from_shared(endpoint).unwrap().connect().await.unwrap();
+    let mut session = Session { kv: KvClient::new(channel.clone()), watch: WatchClient::new(channel) };
+    let only_create = tokio_stream::iter([request(RequestUnion::CreateRequest(create("half", "", 0)))]);
+    let mut responses = session.watch.watch(only_create).await.unwrap().into_inner();
+    assert!(responses.message().await.unwrap().unwrap().created);
+    put(&mut session, "half", "one").await;
+    put(&mut session, "half", "two").await;
+    let mut values = Vec::new();
+    while values.len() < 2 {
+        let response = tokio::time::timeout(Duration::from_secs(5), responses.message()).await;
+        let Ok(Ok(Some(response))) = response else { break };
+        values.extend(response.events.iter().map(|event| String::from_utf8_lossy(&event.kv.as_ref().unwrap().value).into_owned()));
+    }
+    values
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watcher_whose_client_half_closed_still_gets_events_as_in_etcd() {
+    let (etcd, keel) = tokio::task::spawn_blocking(|| (Server::etcd(&[]), Server::keel(&[]))).await.unwrap();
+    let expected = events_after_half_close(etcd.endpoint.clone()).await;
+    assert_eq!(expected, ["one", "two"], "the reference behaves differently than assumed");
+    assert_eq!(events_after_half_close(keel.endpoint.clone()).await, expected);
+}

@@ -86,12 +86,19 @@ pub async fn run(
     };
     let mut stream = WatchStream { shared, responses, watchers: BTreeMap::new(), next_id: 0, horizon, max_response_bytes };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + progress_interval, progress_interval);
+    // As etcd, a client that half-closes its side still gets events until it goes away.
+    let mut requests_open = true;
     loop {
         let outcome = tokio::select! {
-            request = requests.message() => match request {
+            request = requests.message(), if requests_open => match request {
                 Ok(Some(request)) => stream.handle(request, &mut feed).await,
-                _ => Err(Gone),
+                Ok(None) => {
+                    requests_open = false;
+                    Ok(())
+                }
+                Err(_) => Err(Gone),
             },
+            () = stream.responses.closed() => Err(Gone),
             batch = feed.recv() => match batch {
                 Ok(batch) => stream.deliver(&batch).await,
                 Err(RecvError::Lagged(_)) => stream.catch_up_all().await,
