@@ -36,8 +36,8 @@ pub struct Config {
     /// Initial cluster token, part of the member and cluster ids.
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
-    /// Backend quota in bytes before the NOSPACE alarm (0 = etcd's default, 2 GiB).
-    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    /// Backend quota in bytes before the NOSPACE alarm (0 = etcd's default, 2 GiB; negative disables it).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
     pub quota_backend_bytes: i64,
     /// Auto compaction mode: 'periodic' or 'revision'.
     #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
@@ -93,6 +93,8 @@ pub struct Settings {
     pub election_ticks: usize,
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,
+    /// The backend size at which NOSPACE is raised; None when the quota is disabled.
+    pub quota_backend_bytes: Option<u64>,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     /// How long a client request may wait for its result (etcd: 5 s + 2 election timeouts).
@@ -206,6 +208,11 @@ impl Config {
             election_ticks,
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
+            quota_backend_bytes: match self.quota_backend_bytes {
+                0 => Some(DEFAULT_QUOTA_BYTES),
+                bytes if bytes < 0 => None,
+                bytes => Some(bytes as u64),
+            },
             max_request_bytes: self.max_request_bytes as usize,
             max_txn_ops: self.max_txn_ops as usize,
             request_timeout: Duration::from_secs(5) + 2 * election,
@@ -224,12 +231,15 @@ impl Config {
     /// ignored). Returns one warning per such flag that is set.
     pub fn unsupported_settings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if self.quota_backend_bytes != 0 {
+        if self.quota_backend_bytes > MAX_QUOTA_BYTES {
             warnings.push(format!(
-                "--quota-backend-bytes={} is accepted but NOT ENFORCED yet: the quota and the NOSPACE alarm arrive \
-                 with the space-management work",
+                "--quota-backend-bytes={} is above etcd's recommended maximum of {MAX_QUOTA_BYTES} (8 GiB): a database \
+                 that large makes snapshots, restarts and defragmentation slow",
                 self.quota_backend_bytes
             ));
+        }
+        if self.quota_backend_bytes < 0 {
+            warnings.push("--quota-backend-bytes is negative: the backend quota is DISABLED (no NOSPACE alarm)".to_string());
         }
         let retention = self.auto_compaction_retention.trim();
         if retention != "0" && !retention.is_empty() {
@@ -249,12 +259,13 @@ impl Config {
                 format!("{:?}: must be 'periodic' or 'revision'", self.auto_compaction_mode),
             ));
         }
-        if self.quota_backend_bytes < 0 {
-            return Err(invalid("quota-backend-bytes", "must not be negative"));
-        }
         Ok(())
     }
 }
+
+/// etcd's default backend quota (2 GiB) and its recommended maximum (8 GiB).
+const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+const MAX_QUOTA_BYTES: i64 = 8 * 1024 * 1024 * 1024;
 
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
@@ -353,10 +364,13 @@ mod tests {
     #[test]
     fn later_flags_are_reported_not_ignored() {
         let config = parse(&["--quota-backend-bytes", "16777216", "--auto-compaction-retention", "1h"]);
-        assert!(config.settings().is_ok());
+        assert_eq!(config.settings().unwrap().quota_backend_bytes, Some(16 * 1024 * 1024));
         let warnings = config.unsupported_settings();
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].contains("NOT ENFORCED"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(parse(&[]).settings().unwrap().quota_backend_bytes, Some(2 * 1024 * 1024 * 1024));
+        let disabled = parse(&["--quota-backend-bytes", "-1"]);
+        assert_eq!(disabled.settings().unwrap().quota_backend_bytes, None);
+        assert!(disabled.unsupported_settings()[0].contains("DISABLED"));
         assert!(parse(&[]).unsupported_settings().is_empty());
     }
 

@@ -65,7 +65,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let queue = keel_raft::command_queue();
     let commands = queue.0.clone();
     let single_voter = conf_state.voters == [member.member_id];
-    let (outbox, applier_thread) = applier::start(
+    let (outbox, defragmenter, applier_thread) = applier::start(
         machine,
         commands.clone(),
         waiters.clone(),
@@ -136,6 +136,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         backend,
         node: node.status_handle(),
         max_txn_ops: settings.max_txn_ops,
+        quota: settings.quota_backend_bytes,
+        defragmenter,
     });
 
     let (stop_sender, stop) = watch::channel(false);

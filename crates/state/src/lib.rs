@@ -5,10 +5,12 @@
 //!   not fsynced; the Raft WAL is what makes writes durable).
 //! - [`mvcc`]: revisions, per-key generations ([`mvcc::key_index`]), range/put/delete/txn, compaction.
 //! - [`lease`]: lease records and the keys attached to them (expiry is the leader's, as proposals).
+//! - [`alarm`]: NOSPACE and CORRUPT, raised through the log; the quota's cost estimates.
 //! - [`apply`]: one batch of committed entries -> one backend transaction, applied index included.
 //!
 //! Nothing here knows about tokio, clocks, sockets or Raft: the same entries give the same store.
 
+pub mod alarm;
 pub mod apply;
 pub mod backend;
 pub mod error;

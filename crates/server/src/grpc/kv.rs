@@ -42,6 +42,7 @@ impl Kv for KvService {
     async fn put(&self, request: GrpcRequest<PutRequest>) -> Result<GrpcResponse<PutResponse>, Status> {
         let request = request.into_inner();
         validate::put(&request).map_err(etcd)?;
+        self.shared.check_quota(keel_state::alarm::put_cost(&request)).await?;
         propose_and_reply!(self, Request::Put(request), Response::Put, "Put")
     }
 
@@ -69,6 +70,7 @@ impl Kv for KvService {
             response.header = self.shared.header(response.header);
             return Ok(GrpcResponse::new(response));
         }
+        self.shared.check_quota(keel_state::alarm::txn_cost(&request)).await?;
         propose_and_reply!(self, Request::Txn(request), Response::Txn, "Txn")
     }
 

@@ -110,6 +110,7 @@ impl Lease for LeaseService {
             return Err(etcd(EtcdError::LeaseTtlTooLarge));
         }
         request.ttl = request.ttl.max(self.lessor.min_ttl);
+        self.shared.check_quota(keel_state::alarm::LEASE_COST).await?;
         if request.id == 0 {
             // Chosen here, before the proposal, so every member applies the same id.
             request.id = (self.shared.proposer.next_id() & (i64::MAX as u64)) as i64;

@@ -2,6 +2,8 @@
 //! backup and cluster work, and say so.
 
 use super::Shared;
+use keel_api::keelpb::internal_request::Request as Internal;
+use keel_state::Response as Applied;
 use keel_api::etcdserverpb::maintenance_server::Maintenance;
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::*;
@@ -60,15 +62,8 @@ type SnapshotStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<SnapshotRes
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        match alarm_request::AlarmAction::try_from(request.get_ref().action) {
-            // No alarm can be raised yet (the quota and corruption checks arrive later), so the list is empty.
-            Ok(alarm_request::AlarmAction::Get) => {
-                let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
-                let header = self.shared.header(Some(ResponseHeader { revision, ..Default::default() }));
-                Ok(Response::new(AlarmResponse { header, alarms: Vec::new() }))
-            }
-            _ => Err(not_yet("Alarm ACTIVATE/DEACTIVATE", "space-management")),
-        }
+        // As in etcd, every action goes through the log, so a GET sees every alarm raised before it.
+        propose_and_reply!(self, Internal::Alarm(request.into_inner()), Applied::Alarm, "Alarm")
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -80,6 +75,8 @@ impl Maintenance for MaintenanceService {
         if node.leader == 0 {
             errors.push(keel_api::EtcdError::NoLeader.message().to_string());
         }
+        let alarms = self.shared.read_view()?.alarms().map_err(super::status)?;
+        errors.extend(alarms.iter().map(keel_state::alarm::describe));
         Ok(Response::new(StatusResponse {
             header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })),
             version: ETCD_API_VERSION.to_string(),
@@ -96,7 +93,11 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        Err(not_yet("Defragment", "space-management"))
+        let report = self.shared.defragmenter.defragment().await.map_err(|error| Status::internal(format!("keel: defragment: {error}")))?;
+        *self.size_in_use.lock().expect("size lock") = None;
+        tracing::info!(?report, "defragmented on request");
+        let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
+        Ok(Response::new(DefragmentResponse { header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })) }))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {

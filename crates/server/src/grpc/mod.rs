@@ -25,7 +25,7 @@ pub mod watch;
 
 use crate::propose::Proposer;
 use keel_api::EtcdError;
-use keel_api::etcdserverpb::ResponseHeader;
+use keel_api::etcdserverpb::{AlarmRequest, AlarmType, ResponseHeader, alarm_request};
 use keel_raft::NodeStatus;
 use keel_state::StateError;
 use keel_state::backend::Backend;
@@ -56,6 +56,9 @@ pub struct Shared {
     pub backend: Arc<Backend>,
     pub node: Arc<NodeStatus>,
     pub max_txn_ops: usize,
+    /// `--quota-backend-bytes`; None when disabled.
+    pub quota: Option<u64>,
+    pub defragmenter: crate::applier::Defragmenter,
 }
 
 impl Shared {
@@ -68,6 +71,27 @@ impl Shared {
             revision,
             raft_term: self.node.snapshot().term,
         })
+    }
+
+    /// etcd's quota check before a request that grows the store: if the backend file plus what the
+    /// request adds would reach the quota, NOSPACE is raised for this member (through the log, so the
+    /// whole cluster refuses such requests from then on) and the request is refused.
+    pub async fn check_quota(&self, cost: u64) -> Result<(), tonic::Status> {
+        let Some(quota) = self.quota else { return Ok(()) };
+        // Requests that add nothing (a txn of deletes) always pass, as in etcd.
+        if cost == 0 || self.backend.file_size() + cost < quota {
+            return Ok(());
+        }
+        let raise = AlarmRequest {
+            action: alarm_request::AlarmAction::Activate as i32,
+            member_id: self.member.member_id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        tracing::warn!(quota, db_size = self.backend.file_size(), "the backend reached its quota: raising the NOSPACE alarm");
+        if let Err(error) = self.proposer.propose(keel_api::keelpb::internal_request::Request::Alarm(raise)).await {
+            tracing::warn!(%error, "raising the NOSPACE alarm failed");
+        }
+        Err(etcd(EtcdError::NoSpace))
     }
 
     /// A snapshot of the store as applied on this member.

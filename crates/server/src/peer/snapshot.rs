@@ -151,11 +151,10 @@ impl SnapshotReceiver {
         chunks: &mut Streaming<SnapshotChunk>,
     ) -> Result<Message, Status> {
         let incoming = self.snapshot_dir.join(format!("incoming-{from:x}.db"));
-        let (data, reader) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+        let (data, reader) = image::pipe(CHUNKS_IN_FLIGHT);
         let target = incoming.clone();
         let member_id = self.member_id.to_be_bytes();
         let import = tokio::task::spawn_blocking(move || {
-            let reader = ChunkReader { chunks: reader, current: Vec::new(), offset: 0 };
             image::import(reader, &target, &[(meta::MEMBER_ID, &member_id)], |bytes| {
                 tracing::info!(from = format_args!("{from:x}"), mb = bytes >> 20, "receiving snapshot");
             })
@@ -169,7 +168,7 @@ impl SnapshotReceiver {
                 break Some(keel_raft::decode_message(&current.message).map_err(|error| Status::invalid_argument(error.to_string()))?);
             }
             // A send fails only when the importer gave up; its error says why.
-            if data.send(current.data).is_err() {
+            if data.send_chunk(current.data).is_err() {
                 break None;
             }
             chunk = chunks.message().await?;
@@ -197,12 +196,12 @@ impl SnapshotReceiver {
 
 /// Removes images that can no longer be installed: those for snapshots at or below `applied` (installed
 /// ones were renamed away already) and, with `half_received` (at start, when nothing is arriving),
-/// incomplete ones.
+/// incomplete ones and a defragmentation's unfinished copy.
 pub fn remove_stale_images(dir: &Path, applied: u64, half_received: bool) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = if name.starts_with("incoming-") {
+        let stale = if name.starts_with("incoming-") || name == crate::applier::DEFRAG_FILE {
             half_received
         } else if let Some(index) = name.strip_suffix(".snap.db") {
             u64::from_str_radix(index, 16).is_ok_and(|index| index <= applied)
@@ -215,27 +214,3 @@ pub fn remove_stale_images(dir: &Path, applied: u64, half_received: bool) {
     }
 }
 
-/// The blocking importer's view of the chunks arriving on the stream.
-struct ChunkReader {
-    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
-    current: Vec<u8>,
-    offset: usize,
-}
-
-impl std::io::Read for ChunkReader {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        while self.offset == self.current.len() {
-            match self.chunks.recv() {
-                Ok(chunk) => {
-                    self.current = chunk;
-                    self.offset = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let count = buffer.len().min(self.current.len() - self.offset);
-        buffer[..count].copy_from_slice(&self.current[self.offset..self.offset + count]);
-        self.offset += count;
-        Ok(count)
-    }
-}

@@ -4,11 +4,13 @@
 //! so replaying the log after a crash skips exactly what the backend already holds. Apply is pure: no
 //! clock, no randomness, no network; every member computes the same store from the same entries.
 
+use crate::alarm;
 use crate::backend::{self, Backend, META, meta};
 use crate::error::StateError;
 use crate::mvcc::{self, Change, KeySpan, ReadView, Reader, WriteView};
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, alarm_request::AlarmAction,
     CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
     LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
@@ -44,6 +46,7 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint(LeaseCheckpointResponse),
+    Alarm(AlarmResponse),
     MemberPublished,
 }
 
@@ -167,6 +170,9 @@ fn stored_state(backend: &Backend) -> Result<AppliedState, StateError> {
 
 /// Applies one request; a request error leaves the store unchanged and goes back to the caller.
 fn apply_request(view: &mut WriteView<'_>, request: Option<Request>) -> Result<Result<Response, EtcdError>, StateError> {
+    if let Some(refusal) = refused_by_alarm(view, request.as_ref())? {
+        return Ok(Err(refusal));
+    }
     view.begin();
     let result = match request {
         Some(Request::Put(put)) => mvcc::check_put(view, &put).and_then(|()| mvcc::apply_put(view, &put).map(Response::Put)),
@@ -187,6 +193,7 @@ fn apply_request(view: &mut WriteView<'_>, request: Option<Request>) -> Result<R
             .try_for_each(|lease| view.checkpoint_lease(lease.id, lease.remaining_ttl))
             .map(|()| Response::LeaseCheckpoint(LeaseCheckpointResponse { header: Some(header(view)) })),
         Some(Request::MemberAttributes(attributes)) => view.publish_member(&attributes).map(|()| Response::MemberPublished),
+        Some(Request::Alarm(request)) => apply_alarm(view, &request).map(Response::Alarm),
         None => Err(EtcdError::KeyNotFound.into()),
     };
     view.end()?;
@@ -195,6 +202,43 @@ fn apply_request(view: &mut WriteView<'_>, request: Option<Request>) -> Result<R
         Err(StateError::Request(error)) => Ok(Err(error)),
         Err(fatal) => Err(fatal),
     }
+}
+
+/// What the active alarms refuse (etcd's capped and corrupt appliers): with NOSPACE, puts and txns with
+/// puts; with CORRUPT, every write.
+fn refused_by_alarm(view: &WriteView<'_>, request: Option<&Request>) -> Result<Option<EtcdError>, StateError> {
+    let alarms = view.alarms()?;
+    if alarms.is_empty() {
+        return Ok(None);
+    }
+    let writes = matches!(
+        request,
+        Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_) | Request::Compaction(_) | Request::LeaseGrant(_) | Request::LeaseRevoke(_))
+    );
+    if writes && alarm::is_active(&alarms, AlarmType::Corrupt) {
+        return Ok(Some(EtcdError::Corrupt));
+    }
+    // A lease grant is checked against the quota when proposed, not here: etcd's capped applier lets it
+    // through while the (member's own) file has room, which apply cannot know deterministically.
+    let grows = match request {
+        Some(Request::Put(_)) => true,
+        Some(Request::Txn(txn)) => alarm::txn_cost(txn) > 0,
+        _ => false,
+    };
+    Ok((grows && alarm::is_active(&alarms, AlarmType::Nospace)).then_some(EtcdError::NoSpace))
+}
+
+fn apply_alarm(view: &mut WriteView<'_>, request: &AlarmRequest) -> Result<AlarmResponse, StateError> {
+    let named = AlarmMember { member_id: request.member_id, alarm: request.alarm };
+    let alarms = match AlarmAction::try_from(request.action) {
+        Ok(AlarmAction::Activate) if request.alarm != AlarmType::None as i32 => vec![view.activate_alarm(named)?],
+        Ok(AlarmAction::Deactivate) => view.deactivate_alarm(named)?.into_iter().collect(),
+        Ok(AlarmAction::Get) => {
+            view.alarms()?.into_iter().filter(|alarm| request.alarm == AlarmType::None as i32 || alarm.alarm == request.alarm).collect()
+        }
+        _ => Vec::new(),
+    };
+    Ok(AlarmResponse { header: Some(header(view)), alarms })
 }
 
 fn header(view: &WriteView<'_>) -> ResponseHeader {

@@ -200,6 +200,84 @@ fn import_into(
     Ok(info)
 }
 
+/// Copies `backend` into a fresh, compact file at `path` (what defragmentation does): an export on a
+/// helper thread feeds an import on this one through a bounded in-memory pipe.
+pub fn copy(backend: &super::Backend, path: &Path, progress: impl FnMut(u64)) -> Result<ImageInfo, StateError> {
+    let (writer, reader) = pipe(16);
+    std::thread::scope(|scope| {
+        let exporter = scope.spawn(move || export(backend, &[], writer, |_| {}));
+        let imported = import(reader, path, &[], progress);
+        let exported = exporter.join().expect("the export thread does not panic");
+        // When the import gives up first, the export fails on the closed pipe: the import's error says why.
+        let imported = imported?;
+        exported?;
+        Ok(imported)
+    })
+}
+
+/// A bounded in-memory byte pipe between two threads, `chunks` of up to 1 MiB in flight.
+pub fn pipe(chunks: usize) -> (PipeWriter, PipeReader) {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(chunks);
+    (PipeWriter { sender, buffer: Vec::new() }, PipeReader { receiver, current: Vec::new(), offset: 0 })
+}
+
+const PIPE_CHUNK: usize = 1024 * 1024;
+
+pub struct PipeWriter {
+    sender: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buffer: Vec<u8>,
+}
+
+impl PipeWriter {
+    /// Hands over a chunk as it is (for producers that already cut their data).
+    pub fn send_chunk(&self, chunk: Vec<u8>) -> std::io::Result<()> {
+        self.sender.send(chunk).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the pipe's reader is gone"))
+    }
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= PIPE_CHUNK {
+            self.flush()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(PIPE_CHUNK));
+        self.send_chunk(chunk)
+    }
+}
+
+pub struct PipeReader {
+    receiver: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    offset: usize,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.offset == self.current.len() {
+            match self.receiver.recv() {
+                Ok(chunk) => {
+                    self.current = chunk;
+                    self.offset = 0;
+                }
+                // The writer is gone: the end of the data.
+                Err(_) => return Ok(0),
+            }
+        }
+        let count = buffer.len().min(self.current.len() - self.offset);
+        buffer[..count].copy_from_slice(&self.current[self.offset..self.offset + count]);
+        self.offset += count;
+        Ok(count)
+    }
+}
+
 fn begin(database: &Database, durable: bool) -> Result<WriteTransaction, StateError> {
     let mut transaction = database.begin_write()?;
     transaction.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
@@ -389,6 +467,32 @@ mod tests {
             assert!(matches!(error, StateError::Corrupt(_)), "{why}: {error}");
             assert!(!target.exists(), "{why}: partial file left behind");
         }
+    }
+
+    #[test]
+    fn a_copy_is_the_same_store_in_a_smaller_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = filled(dir.path());
+        // Churn: overwrite and remove most of the kv table, leaving free pages in the file.
+        for round in 0..20u64 {
+            let transaction = backend.begin_write(true).unwrap();
+            {
+                let mut kv = transaction.open_table(KV).unwrap();
+                for main in 1000..1500u64 {
+                    kv.insert((main, round), vec![round as u8; 4000].as_slice()).unwrap();
+                }
+            }
+            transaction.commit().unwrap();
+            let transaction = backend.begin_write(true).unwrap();
+            transaction.open_table(KV).unwrap().retain(|(main, _), _| main < 1000).unwrap();
+            transaction.commit().unwrap();
+        }
+        let copy = dir.path().join("copy");
+        let info = super::copy(&backend, &copy, |_| {}).unwrap();
+        assert_eq!(info.applied_index, 42);
+        let copied = Backend::open(&copy).unwrap();
+        assert_eq!(dump(&copied), dump(&backend));
+        assert!(copied.file_size() < backend.file_size() / 2, "{} vs {}", copied.file_size(), backend.file_size());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use super::key_index::KeyIndex;
 use super::{Change, KeySpan, Reader};
 use crate::backend::{self, Backend, KEY_INDEX, KV, LEASE_KEYS, LEASES, MEMBERS, META, meta};
+use crate::alarm;
 use crate::lease::{self, LeaseChange};
+use keel_api::etcdserverpb::AlarmMember;
 use keel_api::EtcdError;
 use keel_api::keelpb::{LeaseRecord, MemberAttributes};
 use crate::error::StateError;
@@ -74,6 +76,7 @@ pub struct ReadView {
     leases: ReadOnlyTable<u64, &'static [u8]>,
     lease_keys: ReadOnlyTable<(u64, &'static [u8]), ()>,
     members: ReadOnlyTable<u64, &'static [u8]>,
+    meta: ReadOnlyTable<&'static str, &'static [u8]>,
     revision: i64,
     compact_revision: i64,
     /// Keeps the database these tables read open (the backend may switch files meanwhile).
@@ -91,8 +94,14 @@ impl ReadView {
             leases: transaction.open_table(LEASES)?,
             lease_keys: transaction.open_table(LEASE_KEYS)?,
             members: transaction.open_table(MEMBERS)?,
+            meta: meta_table,
             _transaction: transaction,
         })
+    }
+
+    /// The active alarms.
+    pub fn alarms(&self) -> Result<Vec<AlarmMember>, StateError> {
+        Ok(alarm::decode(self.meta.get(alarm::META_KEY)?.as_ref().map(|value| value.value())))
     }
 
     /// What every member published about itself.
@@ -210,6 +219,33 @@ impl<'t> WriteView<'t> {
     /// Lease grants and revocations made since the view was opened, in order.
     pub fn take_lease_changes(&mut self) -> Vec<LeaseChange> {
         std::mem::take(&mut self.lease_changes)
+    }
+
+    /// The active alarms.
+    pub fn alarms(&self) -> Result<Vec<AlarmMember>, StateError> {
+        Ok(alarm::decode(self.meta.get(alarm::META_KEY)?.as_ref().map(|value| value.value())))
+    }
+
+    /// Raises an alarm (a no-op if it is already active); returns it.
+    pub fn activate_alarm(&mut self, raised: AlarmMember) -> Result<AlarmMember, StateError> {
+        let mut alarms = self.alarms()?;
+        if !alarms.contains(&raised) {
+            alarms.push(raised);
+            self.meta.insert(alarm::META_KEY, alarm::encode(&alarms).as_slice())?;
+        }
+        Ok(raised)
+    }
+
+    /// Clears an alarm; returns it if it was active.
+    pub fn deactivate_alarm(&mut self, cleared: AlarmMember) -> Result<Option<AlarmMember>, StateError> {
+        let mut alarms = self.alarms()?;
+        let before = alarms.len();
+        alarms.retain(|alarm| *alarm != cleared);
+        if alarms.len() == before {
+            return Ok(None);
+        }
+        self.meta.insert(alarm::META_KEY, alarm::encode(&alarms).as_slice())?;
+        Ok(Some(cleared))
     }
 
     /// Records what a member published about itself.

@@ -49,11 +49,31 @@ impl DiskStats {
     }
 }
 
+mod defrag;
+
+pub use defrag::DefragReport;
+use defrag::{Defrag, DefragReply};
+
 /// What the applier is handed, in log order.
 enum Work {
     Entries(Vec<Entry>),
     /// Switch to the image received for the snapshot at this index.
     Snapshot { index: u64 },
+    /// Defragment the store (answered when done).
+    Defrag(DefragReply),
+}
+
+/// Asks the applier for a defragmentation of this member's store.
+#[derive(Clone)]
+pub struct Defragmenter(SyncSender<Work>);
+
+impl Defragmenter {
+    /// Defragments the store; the member keeps serving meanwhile. Concurrent calls share one run.
+    pub async fn defragment(&self) -> Result<DefragReport, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.0.try_send(Work::Defrag(reply)).map_err(|_| "the member is busy applying; try again".to_string())?;
+        answer.await.map_err(|_| "the member is stopping".to_string())?
+    }
 }
 
 /// What the Raft node hands out, routed to the applier and the waiting callers.
@@ -120,7 +140,7 @@ pub fn start(
     lessor: Arc<Lessor>,
     disk: Arc<DiskStats>,
     settings: ApplierSettings,
-) -> (MemberOutbox, JoinHandle<()>) {
+) -> (MemberOutbox, Defragmenter, JoinHandle<()>) {
     let (sender, receiver) = sync_channel(APPLY_QUEUE);
     let last_compact = machine.state().index;
     let applier = Applier {
@@ -134,9 +154,10 @@ pub fn start(
         settings,
         last_compact,
         last_durable: Instant::now(),
+        defrag: None,
     };
     let thread = std::thread::Builder::new().name("applier".into()).spawn(move || applier.run()).expect("spawn applier");
-    (MemberOutbox { entries: sender, waiters, disk }, thread)
+    (MemberOutbox { entries: sender.clone(), waiters, disk }, Defragmenter(sender), thread)
 }
 
 struct Applier {
@@ -150,21 +171,27 @@ struct Applier {
     settings: ApplierSettings,
     last_compact: u64,
     last_durable: Instant,
+    /// A defragmentation in progress.
+    defrag: Option<Defrag>,
 }
 
 impl Applier {
     fn run(mut self) {
-        let mut next = self.receiver.recv().ok();
+        let mut next = self.receive();
         while let Some(work) = next.take() {
             let result = match work {
                 Work::Snapshot { index } => self.install(index),
+                Work::Defrag(reply) => {
+                    self.start_defrag(reply);
+                    Ok(())
+                }
                 Work::Entries(mut batch) => {
-                    // Take what else is queued into the same batch, up to a snapshot.
+                    // Take what else is queued into the same batch, up to other work.
                     while batch.len() < 8192 {
                         match self.receiver.try_recv() {
                             Ok(Work::Entries(more)) => batch.extend(more),
-                            Ok(snapshot) => {
-                                next = Some(snapshot);
+                            Ok(other) => {
+                                next = Some(other);
                                 break;
                             }
                             Err(_) => break,
@@ -177,12 +204,51 @@ impl Applier {
                 tracing::error!(%error, "applying committed entries failed; stopping the member");
                 std::process::exit(1);
             }
-            if next.is_none() {
-                next = self.receiver.recv().ok();
+            if self.defrag.as_ref().is_some_and(Defrag::is_copied) {
+                let defrag = self.defrag.take().expect("checked");
+                defrag.finish(&mut self.machine);
             }
+            if next.is_none() {
+                next = self.receive();
+            }
+        }
+        if let Some(defrag) = self.defrag.take() {
+            defrag.abort("the member is stopping");
         }
         if let Err(error) = self.machine.persist() {
             tracing::error!(%error, "final backend commit failed; the WAL will be replayed at the next start");
+        }
+    }
+
+    /// The next work; while a defragmentation copies, wakes up now and then to see whether it is done.
+    fn receive(&mut self) -> Option<Work> {
+        loop {
+            if self.defrag.is_none() {
+                return self.receiver.recv().ok();
+            }
+            match self.receiver.recv_timeout(Duration::from_millis(20)) {
+                Ok(work) => return Some(work),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if self.defrag.as_ref().is_some_and(Defrag::is_copied) {
+                        let defrag = self.defrag.take().expect("checked");
+                        defrag.finish(&mut self.machine);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    fn start_defrag(&mut self, reply: DefragReply) {
+        if let Some(defrag) = &mut self.defrag {
+            defrag.join(reply);
+            return;
+        }
+        // The copy starts from what is committed now; everything applied from here on is recorded.
+        let file = self.settings.snapshot_dir.join(DEFRAG_FILE);
+        match Defrag::start(self.machine.backend().clone(), file, reply) {
+            Ok(defrag) => self.defrag = Some(defrag),
+            Err(error) => tracing::warn!(%error, "cannot start a defragmentation thread"),
         }
     }
 
@@ -194,6 +260,11 @@ impl Applier {
         let durable = self.last_durable.elapsed() >= DURABLE_INTERVAL;
         let started = Instant::now();
         let outcome = self.machine.apply(&entries, durable)?;
+        if let Some(defrag) = &mut self.defrag {
+            if !defrag.record(batch) {
+                self.defrag.take().expect("checked").abort("too many writes arrived during the copy; defragment again when the load is lower");
+            }
+        }
         let took = started.elapsed();
         if took > SLOW_APPLY {
             tracing::warn!(
@@ -224,6 +295,9 @@ impl Applier {
     /// Switches the store to the image received for the snapshot at `index` (Raft has already recorded
     /// the snapshot in its log), then tells everyone who follows the store.
     fn install(&mut self, index: u64) -> Result<(), keel_state::StateError> {
+        if let Some(defrag) = self.defrag.take() {
+            defrag.abort("the member installed a snapshot from the leader meanwhile; defragment again");
+        }
         let file = snapshot_file(&self.settings.snapshot_dir, index);
         let started = Instant::now();
         let state = self.machine.install(&file)?;
@@ -266,6 +340,9 @@ impl Applier {
         Ok(())
     }
 }
+
+/// The compact copy a defragmentation builds, next to the store.
+pub const DEFRAG_FILE: &str = "db.defrag";
 
 /// Where the image for the Raft snapshot at `index` waits to be installed.
 pub fn snapshot_file(dir: &Path, index: u64) -> PathBuf {
