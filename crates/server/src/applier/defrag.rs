@@ -6,6 +6,7 @@
 
 use keel_raft::raft::eraftpb::Entry;
 use keel_state::backend::{Backend, image};
+
 use keel_state::{StateError, StateMachine};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +33,8 @@ pub struct DefragReport {
 pub type DefragReply = oneshot::Sender<Result<DefragReport, String>>;
 
 pub(super) struct Defrag {
-    copy: JoinHandle<Result<image::ImageInfo, StateError>>,
+    /// The copy thread's result: the copy, opened, at the index it stands at.
+    copy: JoinHandle<Result<StateMachine, StateError>>,
     file: PathBuf,
     recorded: Vec<Entry>,
     recorded_bytes: usize,
@@ -47,7 +49,9 @@ impl Defrag {
         let size_before = backend.file_size();
         let target = file.clone();
         let copy = std::thread::Builder::new().name("defrag".into()).spawn(move || {
-            image::copy(&backend, &target, |bytes| tracing::info!(mb = bytes >> 20, "defragmenting: copied"))
+            image::copy(&backend, &target, |bytes| tracing::info!(mb = bytes >> 20, "defragmenting: copied"))?;
+            // Opened here, off the applier's thread: the switch-over only replays and switches.
+            StateMachine::open(&target)
         })?;
         tracing::info!(db_size = size_before, "defragmentation started; the member keeps serving");
         Ok(Defrag { copy, file, recorded: Vec::new(), recorded_bytes: 0, replies: vec![reply], started: Instant::now(), size_before })
@@ -76,11 +80,17 @@ impl Defrag {
         let copy_took = started.elapsed();
         let switch_started = Instant::now();
         let copied = match copy.join() {
-            Ok(Ok(info)) => Ok(info),
+            Ok(Ok(copy)) => Ok(copy),
             Ok(Err(error)) => Err(format!("copying the store failed: {error}")),
             Err(_) => Err("the copy thread panicked".to_string()),
         };
-        let outcome = copied.and_then(|info| switch(machine, &file, &recorded, info.applied_index)).map(|replayed_entries| {
+        let outcome = copied.and_then(|copy| {
+            let switch_started = Instant::now();
+            let replayed = switch(machine, copy, &recorded);
+            tracing::debug!(took_ms = switch_started.elapsed().as_millis() as u64, "defrag switch-over");
+            replayed
+        });
+        let outcome = outcome.map(|replayed_entries| {
             DefragReport {
                 size_before,
                 size_after: machine.backend().file_size(),
@@ -119,20 +129,19 @@ impl Defrag {
     }
 }
 
-/// Replays onto the copy (which stands at `copied_index`) what the member applied since, then installs it.
-fn switch(machine: &mut StateMachine, file: &std::path::Path, recorded: &[Entry], copied_index: u64) -> Result<usize, String> {
+/// Replays onto the copy what the member applied since the copy's read, then switches to the copy.
+fn switch(machine: &mut StateMachine, mut copy: StateMachine, recorded: &[Entry]) -> Result<usize, String> {
+    let copied_index = copy.state().index;
     let replay: Vec<keel_state::Entry<'_>> = recorded
         .iter()
         .filter(|entry| entry.index > copied_index)
         .map(|entry| keel_state::Entry { index: entry.index, term: entry.term, data: super::payload(entry) })
         .collect();
-    let mut copy = StateMachine::open(file).map_err(|error| error.to_string())?;
     copy.apply(&replay, true).map_err(|error| error.to_string())?;
     let caught_up = copy.state().index;
-    drop(copy);
     if caught_up != machine.state().index {
         return Err(format!("the copy reached index {caught_up} but the member is at {}; nothing was switched", machine.state().index));
     }
-    machine.install(file).map_err(|error| error.to_string())?;
+    machine.adopt(copy).map_err(|error| error.to_string())?;
     Ok(replay.len())
 }

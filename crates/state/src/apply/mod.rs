@@ -87,6 +87,15 @@ impl StateMachine {
         Ok(self.state)
     }
 
+    /// Replaces the whole store by `other`'s (a defragmented copy that caught up with this one).
+    pub fn adopt(&mut self, other: StateMachine) -> Result<AppliedState, StateError> {
+        let backend = Arc::into_inner(other.backend)
+            .ok_or_else(|| StateError::Corrupt("the adopted store is still shared".to_string()))?;
+        self.backend.adopt(backend)?;
+        self.state = stored_state(&self.backend)?;
+        Ok(self.state)
+    }
+
     pub fn state(&self) -> AppliedState {
         self.state
     }

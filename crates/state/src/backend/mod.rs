@@ -75,14 +75,23 @@ impl Backend {
     }
 
     /// Replaces the whole database by `file`, a complete backend file in the same directory (made by
-    /// [`image::import`]). The file is renamed over this backend's path; the caller must be the only
-    /// writer (the applier), so no write transaction is open.
+    /// [`image::import`]). The caller must be the only writer (the applier), so no write transaction is
+    /// open. Readers wait only for the switch of one pointer, not for the new file to open.
     pub fn replace_with(&self, file: &Path) -> Result<(), StateError> {
-        let mut database = self.database.write().expect("backend lock");
-        std::fs::rename(file, &self.path).map_err(|source| StateError::Io { path: file.into(), source })?;
-        sync_parent(&self.path)?;
-        *database = Arc::new(create_database(&self.path)?);
-        Ok(())
+        self.adopt(Backend::open(file)?)
+    }
+
+    /// Like [`Backend::replace_with`], for a backend already open (its file is renamed over this one's).
+    pub fn adopt(&self, other: Backend) -> Result<(), StateError> {
+        let incoming = other.database.into_inner().expect("backend lock");
+        let old = {
+            let mut database = self.database.write().expect("backend lock");
+            std::fs::rename(&other.path, &self.path).map_err(|source| StateError::Io { path: other.path.clone(), source })?;
+            std::mem::replace(&mut *database, incoming)
+        };
+        // Closing the old database writes to its (now unlinked) file; nobody needs to wait for that.
+        let _ = std::thread::Builder::new().name("backend-close".into()).spawn(move || drop(old));
+        sync_parent(&self.path)
     }
 
     fn database(&self) -> Arc<Database> {
