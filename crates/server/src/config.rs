@@ -45,6 +45,16 @@ pub struct Config {
     /// Auto compaction retention (e.g. '1h' for periodic, '1000' for revision; '0' disables).
     #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
     pub auto_compaction_retention: String,
+    /// Keel: how often the revision-mode auto-compactor looks at the revision (etcd: fixed 5m).
+    #[arg(long, env = "KEEL_AUTO_COMPACTION_CHECK_INTERVAL", default_value = "5m")]
+    pub auto_compaction_check_interval: String,
+    /// Keel: defragment by itself, one member of the cluster at a time, when the file is over this share of
+    /// the quota or this share of the file is free (0 = off). E.g. 0.8.
+    #[arg(long, env = "KEEL_AUTO_DEFRAG_THRESHOLD", default_value_t = 0.0)]
+    pub auto_defrag_threshold: f64,
+    /// Keel: how often a member checks whether it should defragment by itself.
+    #[arg(long, env = "KEEL_AUTO_DEFRAG_CHECK_INTERVAL", default_value = "1m")]
+    pub auto_defrag_check_interval: String,
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
     pub heartbeat_interval: u64,
@@ -101,6 +111,20 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub watch_progress_interval: Duration,
     pub lease_checkpoint_interval: Duration,
+    pub auto_compaction: AutoCompaction,
+    /// Share of the quota, or of the file free, above which a member defragments itself; None = off.
+    pub auto_defrag_threshold: Option<f64>,
+    pub auto_defrag_check_interval: Duration,
+}
+
+/// `--auto-compaction-mode` and `--auto-compaction-retention`, with etcd's meaning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AutoCompaction {
+    Off,
+    /// Keep this much history: compact to the revision current that long ago.
+    Periodic(Duration),
+    /// Keep this many revisions, looking every `check_interval`.
+    Revision { keep: i64, check_interval: Duration },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +248,9 @@ impl Config {
                 "experimental-lease-checkpoint-interval",
                 &self.experimental_lease_checkpoint_interval,
             )?,
+            auto_compaction: self.auto_compaction()?,
+            auto_defrag_threshold: (self.auto_defrag_threshold > 0.0).then_some(self.auto_defrag_threshold),
+            auto_defrag_check_interval: parse_duration("auto-defrag-check-interval", &self.auto_defrag_check_interval)?,
         })
     }
 
@@ -241,18 +268,38 @@ impl Config {
         if self.quota_backend_bytes < 0 {
             warnings.push("--quota-backend-bytes is negative: the backend quota is DISABLED (no NOSPACE alarm)".to_string());
         }
-        let retention = self.auto_compaction_retention.trim();
-        if retention != "0" && !retention.is_empty() {
-            warnings.push(format!(
-                "--auto-compaction-retention={retention} (mode {}) is accepted but auto-compaction does NOT RUN yet; \
-                 compact with `etcdctl compact` meanwhile",
-                self.auto_compaction_mode
-            ));
-        }
         warnings
     }
 
+    /// etcd's reading: periodic retention is a duration ("1h", "30m") or a whole number of hours; revision
+    /// retention is a number of revisions; "0" turns auto-compaction off.
+    fn auto_compaction(&self) -> Result<AutoCompaction, ConfigError> {
+        let retention = self.auto_compaction_retention.trim();
+        if retention.is_empty() || retention == "0" {
+            return Ok(AutoCompaction::Off);
+        }
+        let flag = "auto-compaction-retention";
+        match self.auto_compaction_mode.as_str() {
+            "periodic" => match retention.parse::<u64>() {
+                Ok(hours) => Ok(AutoCompaction::Periodic(Duration::from_secs(hours * 3600))),
+                Err(_) => Ok(AutoCompaction::Periodic(parse_duration(flag, retention)?)),
+            },
+            _ => {
+                let keep = retention
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|keep| *keep > 0)
+                    .ok_or_else(|| invalid(flag, format!("{retention:?}: revision mode keeps a positive number of revisions")))?;
+                let check_interval = parse_duration("auto-compaction-check-interval", &self.auto_compaction_check_interval)?;
+                Ok(AutoCompaction::Revision { keep, check_interval })
+            }
+        }
+    }
+
     fn check_later_flags(&self) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&self.auto_defrag_threshold) {
+            return Err(invalid("auto-defrag-threshold", "must be a ratio between 0 (off) and 1, e.g. 0.8"));
+        }
         if !matches!(self.auto_compaction_mode.as_str(), "periodic" | "revision") {
             return Err(invalid(
                 "auto-compaction-mode",
@@ -364,9 +411,16 @@ mod tests {
     #[test]
     fn later_flags_are_reported_not_ignored() {
         let config = parse(&["--quota-backend-bytes", "16777216", "--auto-compaction-retention", "1h"]);
-        assert_eq!(config.settings().unwrap().quota_backend_bytes, Some(16 * 1024 * 1024));
-        let warnings = config.unsupported_settings();
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let settings = config.settings().unwrap();
+        assert_eq!(settings.quota_backend_bytes, Some(16 * 1024 * 1024));
+        assert_eq!(settings.auto_compaction, AutoCompaction::Periodic(Duration::from_secs(3600)));
+        assert!(config.unsupported_settings().is_empty());
+        let hours = parse(&["--auto-compaction-retention", "2"]).settings().unwrap().auto_compaction;
+        assert_eq!(hours, AutoCompaction::Periodic(Duration::from_secs(7200)));
+        let revisions = parse(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000"]);
+        assert!(matches!(revisions.settings().unwrap().auto_compaction, AutoCompaction::Revision { keep: 1000, .. }));
+        let nonsense = parse(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"]).settings();
+        assert!(nonsense.unwrap_err().to_string().contains("positive number of revisions"));
         assert_eq!(parse(&[]).settings().unwrap().quota_backend_bytes, Some(2 * 1024 * 1024 * 1024));
         let disabled = parse(&["--quota-backend-bytes", "-1"]);
         assert_eq!(disabled.settings().unwrap().quota_backend_bytes, None);

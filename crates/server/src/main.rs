@@ -22,6 +22,7 @@ mod lease;
 mod member;
 mod peer;
 mod propose;
+mod space;
 mod watch;
 
 use clap::Parser;

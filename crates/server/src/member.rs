@@ -139,6 +139,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         quota: settings.quota_backend_bytes,
         defragmenter,
     });
+    tokio::spawn(crate::space::compactor::run(settings.auto_compaction, shared.clone()));
+    if let Some(threshold) = settings.auto_defrag_threshold {
+        let policy = crate::space::auto_defrag::Policy { threshold, check_interval: settings.auto_defrag_check_interval };
+        tokio::spawn(crate::space::auto_defrag::run(policy, shared.clone()));
+    }
 
     let (stop_sender, stop) = watch::channel(false);
     tokio::spawn(async move {

@@ -47,6 +47,8 @@ pub enum Response {
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint(LeaseCheckpointResponse),
     Alarm(AlarmResponse),
+    /// Whether a defrag claim was granted (or a release taken), and who holds the right now (0: nobody).
+    DefragClaim { granted: bool, holder: u64 },
     MemberPublished,
 }
 
@@ -203,6 +205,7 @@ fn apply_request(view: &mut WriteView<'_>, request: Option<Request>) -> Result<R
             .map(|()| Response::LeaseCheckpoint(LeaseCheckpointResponse { header: Some(header(view)) })),
         Some(Request::MemberAttributes(attributes)) => view.publish_member(&attributes).map(|()| Response::MemberPublished),
         Some(Request::Alarm(request)) => apply_alarm(view, &request).map(Response::Alarm),
+        Some(Request::DefragClaim(claim)) => view.defrag_claim(&claim).map(|(granted, holder)| Response::DefragClaim { granted, holder }),
         None => Err(EtcdError::KeyNotFound.into()),
     };
     view.end()?;

@@ -7,7 +7,7 @@ use crate::alarm;
 use crate::lease::{self, LeaseChange};
 use keel_api::etcdserverpb::AlarmMember;
 use keel_api::EtcdError;
-use keel_api::keelpb::{LeaseRecord, MemberAttributes};
+use keel_api::keelpb::{DefragClaim, LeaseRecord, MemberAttributes};
 use crate::error::StateError;
 use crate::revision::Revision;
 use keel_api::mvccpb::KeyValue;
@@ -246,6 +246,25 @@ impl<'t> WriteView<'t> {
         }
         self.meta.insert(alarm::META_KEY, alarm::encode(&alarms).as_slice())?;
         Ok(Some(cleared))
+    }
+
+    /// A claim on (or release of) the cluster-wide right to defragment; returns whether it was granted
+    /// and who holds the right afterwards.
+    pub fn defrag_claim(&mut self, claim: &DefragClaim) -> Result<(bool, u64), StateError> {
+        const KEY: &str = "defrag_claim";
+        let current = self.meta.get(KEY)?.and_then(|value| DefragClaim::decode(value.value()).ok());
+        let holder = current.filter(|held| held.member_id != 0 && held.expires_ms > claim.now_ms);
+        let (granted, stored) = match (claim.release, holder) {
+            (true, Some(held)) if held.member_id == claim.member_id => (true, None),
+            (true, _) => (false, holder),
+            (false, Some(held)) if held.member_id != claim.member_id => (false, Some(held)),
+            (false, _) => (true, Some(DefragClaim { member_id: claim.member_id, release: false, now_ms: claim.now_ms, expires_ms: claim.expires_ms })),
+        };
+        match stored {
+            Some(held) => self.meta.insert(KEY, held.encode_to_vec().as_slice())?,
+            None => self.meta.remove(KEY)?,
+        };
+        Ok((granted, stored.map_or(0, |held| held.member_id)))
     }
 
     /// Records what a member published about itself.

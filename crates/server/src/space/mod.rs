@@ -1,0 +1,5 @@
+//! Space management that runs by itself: auto-compaction on the leader, and self-driving
+//! defragmentation, one member of the cluster at a time.
+
+pub mod auto_defrag;
+pub mod compactor;
