@@ -55,6 +55,9 @@ pub struct Config {
     /// Keel: how often a member checks whether it should defragment by itself.
     #[arg(long, env = "KEEL_AUTO_DEFRAG_CHECK_INTERVAL", default_value = "1m")]
     pub auto_defrag_check_interval: String,
+    /// How often the leader compares its members' HashKV and raises CORRUPT on a mismatch (0s = off).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s")]
+    pub experimental_corrupt_check_time: String,
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
     pub heartbeat_interval: u64,
@@ -115,6 +118,8 @@ pub struct Settings {
     /// Share of the quota, or of the file free, above which a member defragments itself; None = off.
     pub auto_defrag_threshold: Option<f64>,
     pub auto_defrag_check_interval: Duration,
+    /// How often the leader runs the corruption check; None = off.
+    pub corrupt_check_interval: Option<Duration>,
 }
 
 /// `--auto-compaction-mode` and `--auto-compaction-retention`, with etcd's meaning.
@@ -251,6 +256,10 @@ impl Config {
             auto_compaction: self.auto_compaction()?,
             auto_defrag_threshold: (self.auto_defrag_threshold > 0.0).then_some(self.auto_defrag_threshold),
             auto_defrag_check_interval: parse_duration("auto-defrag-check-interval", &self.auto_defrag_check_interval)?,
+            corrupt_check_interval: match self.experimental_corrupt_check_time.trim() {
+                "0" | "0s" | "" => None,
+                text => Some(parse_duration("experimental-corrupt-check-time", text)?),
+            },
         })
     }
 

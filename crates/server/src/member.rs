@@ -104,7 +104,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         commands.clone(),
         lessor.clone(),
         node.status_handle(),
-        snapshot_dir,
+        (snapshot_dir, backend.clone()),
     );
     let peer_server = serve_peers(&settings, peer_service).await?;
     let leader_link = Arc::new(LeaderLink::new(
@@ -139,10 +139,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         quota: settings.quota_backend_bytes,
         defragmenter,
     });
-    tokio::spawn(crate::space::compactor::run(settings.auto_compaction, shared.clone()));
+    // Background duties hold the shared state; they are stopped before the member shuts down.
+    let mut duties = tokio::task::JoinSet::new();
+    duties.spawn(crate::space::compactor::run(settings.auto_compaction, shared.clone()));
+    if let Some(interval) = settings.corrupt_check_interval {
+        duties.spawn(crate::space::corruption::run(interval, shared.clone(), peers.clone()));
+    }
     if let Some(threshold) = settings.auto_defrag_threshold {
         let policy = crate::space::auto_defrag::Policy { threshold, check_interval: settings.auto_defrag_check_interval };
-        tokio::spawn(crate::space::auto_defrag::run(policy, shared.clone()));
+        duties.spawn(crate::space::auto_defrag::run(policy, shared.clone()));
     }
 
     let (stop_sender, stop) = watch::channel(false);
@@ -164,6 +169,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
             Ok(())
         }
     };
+    duties.abort_all();
+    while duties.join_next().await.is_some() {}
+    // The last holder of the applier's queue (through the defragmenter) goes with the shared state, so the
+    // applier sees its queue close once the node stops.
     drop(shared);
     peer_server.abort();
     node.shutdown();

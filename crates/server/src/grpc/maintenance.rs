@@ -101,11 +101,36 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(not_yet("Hash", "space-management"))
+        // A CRC-32 of the whole store's image (every table), less this member's own identity.
+        let backend = self.shared.backend.clone();
+        let hash = tokio::task::spawn_blocking(move || {
+            let mut sink = CrcSink(crc32fast::Hasher::new());
+            keel_state::backend::image::export(&backend, &[keel_state::backend::meta::MEMBER_ID], &mut sink, |_| {})?;
+            Ok::<_, keel_state::StateError>(sink.0.finalize())
+        })
+        .await
+        .map_err(|error| Status::internal(error.to_string()))?
+        .map_err(super::status)?;
+        let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
+        Ok(Response::new(HashResponse { header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })), hash }))
     }
 
-    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(not_yet("HashKV", "space-management"))
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let shared = self.shared.clone();
+        let (hash, hash_revision, compact_revision, current) = tokio::task::spawn_blocking(move || {
+            let view = shared.read_view()?;
+            let (hash, hash_revision) = view.hash_kv(revision).map_err(super::status)?;
+            Ok::<_, Status>((hash, hash_revision, keel_state::mvcc::Reader::compact_revision(&view), keel_state::mvcc::Reader::revision(&view)))
+        })
+        .await
+        .map_err(|error| Status::internal(error.to_string()))??;
+        Ok(Response::new(HashKvResponse {
+            header: self.shared.header(Some(ResponseHeader { revision: current, ..Default::default() })),
+            hash,
+            compact_revision,
+            hash_revision,
+        }))
     }
 
     type SnapshotStream = SnapshotStream;
@@ -132,5 +157,19 @@ impl Maintenance for MaintenanceService {
 
     async fn downgrade(&self, _: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
         Err(Status::unimplemented("keel: Downgrade is not supported"))
+    }
+}
+
+/// Feeds everything written into a CRC-32.
+struct CrcSink(crc32fast::Hasher);
+
+impl std::io::Write for CrcSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

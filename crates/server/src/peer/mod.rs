@@ -11,6 +11,7 @@ use keel_api::keelpb::peer_client::PeerClient;
 use keel_api::keelpb::peer_server::Peer;
 use crate::lease::Lessor;
 use keel_api::EtcdError;
+use keel_api::etcdserverpb::{HashKvRequest, HashKvResponse, ResponseHeader};
 use keel_api::keelpb::{LeaseAnswer, LeaseQuery, PeerAck, RaftBatch, SnapshotChunk};
 use snapshot::{SnapshotReceiver, SnapshotShipper};
 use keel_raft::NodeStatus;
@@ -152,6 +153,7 @@ pub struct PeerService {
     lessor: Arc<Lessor>,
     node: Arc<NodeStatus>,
     snapshots: SnapshotReceiver,
+    backend: Arc<keel_state::backend::Backend>,
 }
 
 impl PeerService {
@@ -161,9 +163,10 @@ impl PeerService {
         commands: SyncSender<Command>,
         lessor: Arc<Lessor>,
         node: Arc<NodeStatus>,
-        snapshot_dir: std::path::PathBuf,
+        (snapshot_dir, backend): (std::path::PathBuf, Arc<keel_state::backend::Backend>),
     ) -> Self {
-        PeerService { cluster_id, member_id, commands, lessor, node, snapshots: SnapshotReceiver { member_id, snapshot_dir } }
+        let snapshots = SnapshotReceiver { member_id, snapshot_dir };
+        PeerService { cluster_id, member_id, commands, lessor, node, snapshots, backend }
     }
 
     fn check_cluster(&self, from: u64, cluster_id: u64) -> Result<(), Status> {
@@ -289,6 +292,22 @@ impl Peer for PeerService {
         // The node blocks on nothing here: a full queue means the leader resends later.
         self.commands.try_send(Command::Step(message)).map_err(|_| Status::unavailable("keel: member busy"))?;
         Ok(Response::new(PeerAck {}))
+    }
+
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let backend = self.backend.clone();
+        let (member_id, cluster_id) = (self.member_id, self.cluster_id);
+        tokio::task::spawn_blocking(move || {
+            let view = keel_state::mvcc::ReadView::open(&backend)?;
+            let (hash, hash_revision) = view.hash_kv(revision)?;
+            let header = ResponseHeader { cluster_id, member_id, revision: keel_state::mvcc::Reader::revision(&view), raft_term: 0 };
+            Ok(HashKvResponse { header: Some(header), hash, compact_revision: keel_state::mvcc::Reader::compact_revision(&view), hash_revision })
+        })
+        .await
+        .map_err(|error| Status::internal(error.to_string()))?
+        .map(Response::new)
+        .map_err(crate::grpc::status)
     }
 
     async fn lease_renew(&self, request: Request<LeaseQuery>) -> Result<Response<LeaseAnswer>, Status> {

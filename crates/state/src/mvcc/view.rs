@@ -104,6 +104,28 @@ impl ReadView {
         Ok(alarm::decode(self.meta.get(alarm::META_KEY)?.as_ref().map(|value| value.value())))
     }
 
+    /// A CRC-32 of every stored revision up to `revision` (0: the current one), as etcd's HashKV: members
+    /// that applied the same log agree on it when their compact revisions agree. Returns the hash and the
+    /// revision it covers.
+    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64), StateError> {
+        let revision = if revision == 0 { self.revision } else { revision };
+        if revision > self.revision {
+            return Err(EtcdError::FutureRevision.into());
+        }
+        if revision < self.compact_revision {
+            return Err(EtcdError::Compacted.into());
+        }
+        let mut hasher = crc32fast::Hasher::new();
+        for item in self.tables.kv.range(..=(revision as u64, u64::MAX))? {
+            let (key, value) = item?;
+            let (main, sub) = key.value();
+            hasher.update(&main.to_be_bytes());
+            hasher.update(&sub.to_be_bytes());
+            hasher.update(value.value());
+        }
+        Ok((hasher.finalize(), revision))
+    }
+
     /// What every member published about itself.
     pub fn member_attributes(&self) -> Result<Vec<MemberAttributes>, StateError> {
         let mut members = Vec::new();
