@@ -30,11 +30,13 @@ impl Kv for KvService {
         if !request.serializable {
             self.shared.proposer.read_barrier().await.map_err(etcd)?;
         }
-        // A large range can take a while: keep it off the runtime's worker so other requests go on.
-        let mut response = tokio::task::block_in_place(|| {
+        let read = || {
             let view = self.shared.read_view()?;
             mvcc::range(&view, &request).map_err(status)
-        })?;
+        };
+        // A large range can take a while: keep it off the runtime's worker so other requests go on. A small
+        // one takes microseconds, less than handing the worker over would cost.
+        let mut response = if is_small(&request) { read() } else { tokio::task::block_in_place(read) }?;
         response.header = self.shared.header(response.header);
         Ok(GrpcResponse::new(response))
     }
@@ -63,10 +65,15 @@ impl Kv for KvService {
             if !all_serializable(&request) {
                 self.shared.proposer.read_barrier().await.map_err(etcd)?;
             }
-            let mut response = tokio::task::block_in_place(|| {
+            let read = || {
                 let view = self.shared.read_view()?;
                 mvcc::read_only_txn(&view, &request).map_err(status)
-            })?;
+            };
+            let small = request.success.iter().chain(&request.failure).all(|op| match &op.request {
+                Some(keel_api::etcdserverpb::request_op::Request::RequestRange(range)) => is_small(range),
+                _ => false,
+            });
+            let mut response = if small { read() } else { tokio::task::block_in_place(read) }?;
             response.header = self.shared.header(response.header);
             return Ok(GrpcResponse::new(response));
         }
@@ -81,6 +88,11 @@ impl Kv for KvService {
         // Compaction is applied synchronously, so `physical` is always honoured.
         propose_and_reply!(self, Request::Compaction(request.into_inner()), Response::Compaction, "Compact")
     }
+}
+
+/// Whether a range reads a bounded handful of keys: one key, or at most a few hundred by its limit.
+fn is_small(request: &RangeRequest) -> bool {
+    request.range_end.is_empty() || (request.limit > 0 && request.limit <= 256)
 }
 
 /// etcd's `isTxnSerializable`: every op is a serializable range (a nested txn never is).
