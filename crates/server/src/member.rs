@@ -104,13 +104,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         commands.clone(),
         lessor.clone(),
         node.status_handle(),
-        (snapshot_dir, backend.clone()),
+        (snapshot_dir, backend.clone(), applied.clone()),
     );
     let peer_server = serve_peers(&settings, peer_service).await?;
     let leader_link = Arc::new(LeaderLink::new(
-        member.cluster_id,
-        member.member_id,
-        node.status_handle(),
+        (member.cluster_id, member.member_id),
+        (node.status_handle(), applied.clone()),
         &peers,
         settings.request_timeout,
     ));

@@ -154,6 +154,7 @@ pub struct PeerService {
     node: Arc<NodeStatus>,
     snapshots: SnapshotReceiver,
     backend: Arc<keel_state::backend::Backend>,
+    applied: tokio::sync::watch::Receiver<u64>,
 }
 
 impl PeerService {
@@ -163,10 +164,10 @@ impl PeerService {
         commands: SyncSender<Command>,
         lessor: Arc<Lessor>,
         node: Arc<NodeStatus>,
-        (snapshot_dir, backend): (std::path::PathBuf, Arc<keel_state::backend::Backend>),
+        (snapshot_dir, backend, applied): (std::path::PathBuf, Arc<keel_state::backend::Backend>, tokio::sync::watch::Receiver<u64>),
     ) -> Self {
         let snapshots = SnapshotReceiver { member_id, snapshot_dir };
-        PeerService { cluster_id, member_id, commands, lessor, node, snapshots, backend }
+        PeerService { cluster_id, member_id, commands, lessor, node, snapshots, backend, applied }
     }
 
     fn check_cluster(&self, from: u64, cluster_id: u64) -> Result<(), Status> {
@@ -198,6 +199,7 @@ pub struct LeaderLink {
     cluster_id: u64,
     member_id: u64,
     node: Arc<NodeStatus>,
+    applied: tokio::sync::watch::Receiver<u64>,
     peer_urls: HashMap<u64, String>,
     channels: std::sync::Mutex<HashMap<u64, tonic::transport::Channel>>,
     timeout: Duration,
@@ -212,11 +214,17 @@ pub enum LeaseRoute {
 }
 
 impl LeaderLink {
-    pub fn new(cluster_id: u64, member_id: u64, node: Arc<NodeStatus>, peers: &[(u64, String)], timeout: Duration) -> Self {
+    pub fn new(
+        (cluster_id, member_id): (u64, u64),
+        (node, applied): (Arc<NodeStatus>, tokio::sync::watch::Receiver<u64>),
+        peers: &[(u64, String)],
+        timeout: Duration,
+    ) -> Self {
         LeaderLink {
             cluster_id,
             member_id,
             node,
+            applied,
             peer_urls: peers.iter().cloned().collect(),
             channels: std::sync::Mutex::new(HashMap::new()),
             timeout,
@@ -230,6 +238,8 @@ impl LeaderLink {
             let status = self.node.snapshot();
             let leader = status.leader;
             if leader == self.member_id {
+                // What is committed is applied first: a revocation already committed is not renewed over.
+                crate::propose::wait_applied(&self.node, &self.applied).await?;
                 return Ok(LeaseRoute::Local { term: status.term });
             }
             if leader != 0 {
@@ -313,6 +323,7 @@ impl Peer for PeerService {
     async fn lease_renew(&self, request: Request<LeaseQuery>) -> Result<Response<LeaseAnswer>, Status> {
         let query = request.into_inner();
         self.check_lease_query(&query)?;
+        crate::propose::wait_applied(&self.node, &self.applied).await.map_err(crate::grpc::etcd)?;
         let renewed = self.lessor.renew(query.id);
         Ok(Response::new(LeaseAnswer { found: renewed.is_some(), ttl: renewed.unwrap_or(0) }))
     }

@@ -214,3 +214,18 @@ async fn read_loop(proposer: std::sync::Weak<Proposer>) {
         }
     }
 }
+
+/// How long [`wait_applied`] waits (etcd's `applyTimeout`).
+const APPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Waits until `applied` reaches the commit index the node reports now (etcd's `waitAppliedIndex`, which a
+/// leader runs before renewing a lease: a revocation already committed must not be renewed over).
+pub async fn wait_applied(node: &keel_raft::NodeStatus, applied: &watch::Receiver<u64>) -> Result<(), EtcdError> {
+    let commit = node.snapshot().commit_index;
+    let mut applied = applied.clone();
+    match tokio::time::timeout(APPLY_TIMEOUT, applied.wait_for(|index| *index >= commit)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(EtcdError::Stopped),
+        Err(_) => Err(EtcdError::TimeoutWaitAppliedIndex),
+    }
+}
