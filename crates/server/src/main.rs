@@ -17,6 +17,7 @@
 mod applier;
 mod config;
 mod grpc;
+mod http;
 mod identity;
 mod lease;
 mod member;

@@ -237,7 +237,10 @@ async fn serve(
     let mut servers = tokio::task::JoinSet::new();
     for url in &settings.listen_client_urls {
         let incoming = accept(listen(url, "listen-client-urls", "serving the etcd v3 API").await?);
+        // HTTP/1.1 too, for /health, /livez and /readyz next to the gRPC services (as etcd's client port).
         let router = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(tonic::service::Routes::from(crate::http::routes(shared.clone())))
             .add_service(
                 KvServer::new(KvService::new(shared.clone()))
                     .max_decoding_message_size(max_receive)

@@ -15,7 +15,8 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-const PREFACE_BYTES: usize = 24;
+const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const PREFACE_BYTES: usize = HTTP2_PREFACE.len();
 const FRAME_HEADER_BYTES: usize = 9;
 const HEADERS: u8 = 0x1;
 const CONTINUATION: u8 = 0x9;
@@ -90,6 +91,12 @@ impl<S> AuthorityRewrite<S> {
             }
             if self.preface_left > 0 {
                 let take = self.preface_left.min(self.input.len());
+                let offset = PREFACE_BYTES - self.preface_left;
+                if self.input[..take] != HTTP2_PREFACE[offset..offset + take] {
+                    // Not HTTP/2 (an HTTP/1.1 request for /health or /metrics): nothing to rewrite.
+                    self.mode = Mode::Passthrough;
+                    continue;
+                }
                 self.output.extend(self.input.drain(..take));
                 self.preface_left -= take;
                 if self.preface_left > 0 {
@@ -283,6 +290,15 @@ mod tests {
         bytes.extend_from_slice(&stream.to_be_bytes());
         bytes.extend_from_slice(payload);
         bytes
+    }
+
+    #[test]
+    fn an_http1_request_passes_through_untouched() {
+        let request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec();
+        let mut rewrite = AuthorityRewrite::new(());
+        rewrite.input = request.clone();
+        rewrite.process().unwrap();
+        assert_eq!(rewrite.output, request);
     }
 
     fn preface() -> Vec<u8> {

@@ -1,0 +1,61 @@
+//! Plain HTTP on the client port, next to gRPC (as etcd serves it): `/health` with etcd's JSON, and
+//! `/livez` and `/readyz` for orchestrators.
+//!
+//! `/health` follows etcd 3.4: `{"health":"true"}` (200) when this member knows a leader, no alarm is
+//! active and a linearizable read succeeds within a second; otherwise `{"health":"false"}` with 503 (the
+//! reason is logged). `/livez` answers while the process serves at all; `/readyz` when it can serve linearizable
+//! requests.
+
+use crate::grpc::Shared;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the health check's linearizable read may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The HTTP routes, to merge with the gRPC services.
+pub fn routes(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(shared)
+}
+
+/// Why this member is not healthy, if it is not.
+async fn unhealthy(shared: &Shared) -> Option<String> {
+    if shared.node.snapshot().leader == 0 {
+        return Some("RAFT NO LEADER".to_string());
+    }
+    let alarms = shared.read_view().ok()?.alarms().ok()?;
+    if let Some(alarm) = alarms.first() {
+        return Some(format!("ALARM {}", keel_state::alarm::describe(alarm).trim()));
+    }
+    match tokio::time::timeout(READ_TIMEOUT, shared.proposer.read_barrier()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(format!("QGET ERROR: {}", error.message())),
+        Err(_) => Some("QGET ERROR: timed out".to_string()),
+    }
+}
+
+async fn health(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
+    match unhealthy(&shared).await {
+        None => (StatusCode::OK, r#"{"health":"true"}"#.to_string()),
+        Some(reason) => {
+            // The body is etcd 3.4's exactly (its error path adds a newline); the reason goes to the log.
+            tracing::warn!(%reason, "/health: unhealthy");
+            (StatusCode::SERVICE_UNAVAILABLE, "{\"health\":\"false\"}\n".to_string())
+        }
+    }
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
+    match unhealthy(&shared).await {
+        None => (StatusCode::OK, "ok".to_string()),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")),
+    }
+}
