@@ -6,7 +6,6 @@
 
 use keel_raft::raft::eraftpb::Entry;
 use keel_state::backend::{Backend, image};
-
 use keel_state::{StateError, StateMachine};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,13 +83,7 @@ impl Defrag {
             Ok(Err(error)) => Err(format!("copying the store failed: {error}")),
             Err(_) => Err("the copy thread panicked".to_string()),
         };
-        let outcome = copied.and_then(|copy| {
-            let switch_started = Instant::now();
-            let replayed = switch(machine, copy, &recorded);
-            tracing::debug!(took_ms = switch_started.elapsed().as_millis() as u64, "defrag switch-over");
-            replayed
-        });
-        let outcome = outcome.map(|replayed_entries| {
+        let outcome = copied.and_then(|copy| switch(machine, copy, &recorded)).map(|replayed_entries| {
             DefragReport {
                 size_before,
                 size_after: machine.backend().file_size(),

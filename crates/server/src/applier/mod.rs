@@ -2,6 +2,11 @@
 //! Raft loop never waits on the store (etcd's `applyc`). It applies batches to the state machine,
 //! answers waiting callers, and tells the node how far it got and when the log may be compacted.
 
+mod defrag;
+
+pub use defrag::DefragReport;
+use defrag::{Defrag, DefragReply};
+
 use crate::propose::Waiters;
 use crate::lease::Lessor;
 use crate::watch::WatchHub;
@@ -48,11 +53,6 @@ impl DiskStats {
         )
     }
 }
-
-mod defrag;
-
-pub use defrag::DefragReport;
-use defrag::{Defrag, DefragReply};
 
 /// What the applier is handed, in log order.
 enum Work {
