@@ -7,15 +7,22 @@ use crate::workload::{check_key_space, key, value};
 use keel_api::etcdserverpb::{PutRequest, RequestOp, TxnRequest, request_op};
 use rand::Rng;
 
-#[derive(Debug, clap::Args)]
-pub struct PutOptions {
+/// The keys and values a write workload makes (etcd's benchmark defaults).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct KeySpace {
     #[arg(long, default_value_t = 8)]
     pub key_size: usize,
     #[arg(long, default_value_t = 8)]
     pub val_size: usize,
-    /// Distinct keys the puts choose from.
+    /// Distinct keys the writes choose from.
     #[arg(long, default_value_t = 1)]
     pub key_space_size: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PutOptions {
+    #[command(flatten)]
+    pub keys: KeySpace,
     /// Keys in order (request n puts key n mod key-space-size) instead of at random.
     #[arg(long)]
     pub sequential_keys: bool,
@@ -23,21 +30,18 @@ pub struct PutOptions {
 
 #[derive(Debug, clap::Args)]
 pub struct TxnPutOptions {
-    #[arg(long, default_value_t = 8)]
-    pub key_size: usize,
-    #[arg(long, default_value_t = 8)]
-    pub val_size: usize,
-    #[arg(long, default_value_t = 1)]
-    pub key_space_size: u64,
+    #[command(flatten)]
+    pub keys: KeySpace,
     /// Puts per txn (on distinct keys).
     #[arg(long, default_value_t = 1)]
     pub txn_ops: u64,
 }
 
 pub async fn put(options: &crate::Options, connections: &Connections, put: &PutOptions) -> anyhow::Result<Report> {
-    check_key_space(put.key_size, put.key_space_size)?;
-    let value = value(put.val_size);
-    let (key_size, space, sequential) = (put.key_size, put.key_space_size, put.sequential_keys);
+    let KeySpace { key_size, val_size, key_space_size: space } = put.keys;
+    check_key_space(key_size, space)?;
+    let value = value(val_size);
+    let sequential = put.sequential_keys;
     let bar = progress(options.total, options.no_progress, "put");
     let (tally, took) = closed_loop(options.clients, options.total, bar, |client, work| {
         let mut kv = connections.kv(client);
@@ -56,15 +60,15 @@ pub async fn put(options: &crate::Options, connections: &Connections, put: &PutO
     .await;
     Ok(Report::new(options, "put", &tally.latencies, tally.errors, tally.first_error, took)
         .with("key_size", key_size)
-        .with("val_size", put.val_size)
+        .with("val_size", val_size)
         .with("key_space_size", space))
 }
 
 pub async fn txn_put(options: &crate::Options, connections: &Connections, txn: &TxnPutOptions) -> anyhow::Result<Report> {
-    check_key_space(txn.key_size, txn.key_space_size)?;
-    anyhow::ensure!(txn.txn_ops >= 1 && txn.txn_ops <= txn.key_space_size, "--txn-ops must be in 1..=--key-space-size");
-    let value = value(txn.val_size);
-    let (key_size, space, ops) = (txn.key_size, txn.key_space_size, txn.txn_ops);
+    let (KeySpace { key_size, val_size, key_space_size: space }, ops) = (txn.keys, txn.txn_ops);
+    check_key_space(key_size, space)?;
+    anyhow::ensure!(ops >= 1 && ops <= space, "--txn-ops must be in 1..=--key-space-size");
+    let value = value(val_size);
     let bar = progress(options.total, options.no_progress, "txn-put");
     let (tally, took) = closed_loop(options.clients, options.total, bar, |client, work| {
         let mut kv = connections.kv(client);
