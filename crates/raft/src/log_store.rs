@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn compaction_drops_old_segments_and_reopen_rebuilds_the_same_log() {
         let dir = tempfile::tempdir().unwrap();
-        let options = WalOptions { segment_bytes: 8 * 1024 };
+        let options = WalOptions { segment_bytes: 8 * 1024, ..WalOptions::default() };
         let (mut store, _) = LogStore::open(dir.path(), options, &bootstrap(0)).unwrap();
         for index in 1..=400 {
             store.append(&[entry(index, 1 + index / 100)]).unwrap();

@@ -201,7 +201,18 @@ pub fn start(
     }
     let (sender, receiver) = queue;
     let status = Arc::new(NodeStatus::default());
-    let mut node = Node { raw, log, transport, outbox, commands: receiver, status: status.clone(), tick: config.tick_interval, leader: 0 };
+    let mut node = Node {
+        raw,
+        log,
+        transport,
+        outbox,
+        commands: receiver,
+        status: status.clone(),
+        tick: config.tick_interval,
+        leader: 0,
+        role: StateRole::Follower,
+        election_ticks: config.election_ticks,
+    };
     let thread = std::thread::Builder::new()
         .name("raft-node".into())
         .spawn(move || {
@@ -224,6 +235,8 @@ struct Node<T: Transport, O: Outbox> {
     status: Arc<NodeStatus>,
     tick: Duration,
     leader: u64,
+    role: StateRole,
+    election_ticks: usize,
 }
 
 impl<T: Transport, O: Outbox> Node<T, O> {
@@ -348,11 +361,38 @@ impl<T: Transport, O: Outbox> Node<T, O> {
     fn publish_status(&mut self) {
         let raft = &self.raw.raft;
         let leader = if raft.state == StateRole::Leader { raft.id } else { raft.leader_id };
+        if raft.state != self.role {
+            let term = raft.term;
+            match raft.state {
+                StateRole::PreCandidate | StateRole::Candidate if matches!(self.role, StateRole::Follower | StateRole::Leader) => {
+                    tracing::warn!(
+                        term,
+                        last_leader = format_args!("{:x}", self.leader),
+                        timeout_ms = (self.tick * self.election_ticks as u32).as_millis() as u64,
+                        "leader election: no message from a leader within the election timeout; this member                          starts an election (a slow disk or network, or a lost leader)"
+                    );
+                }
+                StateRole::Leader => tracing::warn!(term, "leader election: this member won and leads now"),
+                StateRole::Follower if self.role == StateRole::Leader => tracing::warn!(
+                    term,
+                    "leader election: this member stepped down as leader (it saw a higher term, or could not                      reach a quorum within the election timeout)"
+                ),
+                _ => {}
+            }
+            self.role = raft.state;
+        }
         if leader != self.leader {
             if leader != 0 {
                 self.status.leader_changes.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!(
+                    leader = format_args!("{leader:x}"),
+                    previous = format_args!("{:x}", self.leader),
+                    term = raft.term,
+                    "raft leader changed"
+                );
+            } else {
+                tracing::warn!(previous = format_args!("{:x}", self.leader), term = raft.term, "raft leader lost");
             }
-            tracing::info!(leader = format_args!("{leader:x}"), term = raft.term, "raft leader changed");
             self.leader = leader;
         }
         self.status.leader.store(leader, Ordering::Release);

@@ -83,6 +83,13 @@ pub struct Config {
     /// How often the leader checkpoints leases' remaining TTLs into the log, e.g. '5m'.
     #[arg(long, env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m")]
     pub experimental_lease_checkpoint_interval: String,
+    /// More URLs to serve /metrics and /health on, plain HTTP (comma-separated; the client port serves
+    /// them too).
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
+    pub listen_metrics_urls: Option<String>,
+    /// Test only: a delay added to every WAL fsync, to see how a slow disk is reported (e.g. '20ms').
+    #[arg(long, env = "KEEL_TEST_WAL_FSYNC_DELAY", default_value = "0s", hide = true)]
+    pub test_wal_fsync_delay: String,
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -120,6 +127,10 @@ pub struct Settings {
     pub auto_defrag_check_interval: Duration,
     /// How often the leader runs the corruption check; None = off.
     pub corrupt_check_interval: Option<Duration>,
+    /// `--listen-metrics-urls` (empty: metrics on the client port only).
+    pub listen_metrics_urls: Vec<Url>,
+    /// Test only: added to every WAL fsync.
+    pub wal_fsync_delay: Duration,
 }
 
 /// `--auto-compaction-mode` and `--auto-compaction-retention`, with etcd's meaning.
@@ -259,6 +270,14 @@ impl Config {
             corrupt_check_interval: match self.experimental_corrupt_check_time.trim() {
                 "0" | "0s" | "" => None,
                 text => Some(parse_duration("experimental-corrupt-check-time", text)?),
+            },
+            listen_metrics_urls: match &self.listen_metrics_urls {
+                Some(text) if !text.trim().is_empty() => parse_urls("listen-metrics-urls", text)?,
+                _ => Vec::new(),
+            },
+            wal_fsync_delay: match self.test_wal_fsync_delay.trim() {
+                "0" | "0s" | "" => Duration::ZERO,
+                text => parse_duration("test-wal-fsync-delay", text)?,
             },
         })
     }

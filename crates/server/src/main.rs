@@ -10,6 +10,7 @@
 //! - [`identity`]: etcd's member and cluster id derivation.
 //! - [`lease`]: the lessor: lease clocks, expiry and checkpoints as the leader's proposals.
 //! - [`watch`]: the watch hub the applier feeds, and one task per Watch stream.
+//! - [`metrics`]: etcd's Prometheus metrics and the latency warnings.
 //!
 //! A write: gRPC handler -> validate -> `Proposer::propose` -> Raft node (WAL fsync) -> committed ->
 //! applier -> state machine -> the caller's reply.
@@ -21,6 +22,7 @@ mod http;
 mod identity;
 mod lease;
 mod member;
+mod metrics;
 mod peer;
 mod propose;
 mod space;

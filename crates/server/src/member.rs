@@ -40,7 +40,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let mut machine = StateMachine::open(&snapshot_dir.join("db"))
         .with_context(|| format!("opening the backend in {}", member_dir.display()))?;
     let member = identity_of(&settings, &mut machine)?;
-    let (log, recovered, conf_state) = open_log(&member_dir, &mut machine, &member)?;
+    let wal_options = WalOptions { fsync_delay: settings.wal_fsync_delay, ..WalOptions::default() };
+    let (log, recovered, conf_state) = open_log(&member_dir, &mut machine, &member, wal_options)?;
     let applied_index = machine.state().index;
     snapshot::remove_stale_images(&snapshot_dir, applied_index, true);
     tracing::info!(
@@ -137,10 +138,22 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         max_txn_ops: settings.max_txn_ops,
         quota: settings.quota_backend_bytes,
         defragmenter,
+        applied: applied.clone(),
+        size_in_use_cache: std::sync::Mutex::new(None),
     });
     // Background duties hold the shared state; they are stopped before the member shuts down.
     let mut duties = tokio::task::JoinSet::new();
     duties.spawn(crate::space::compactor::run(settings.auto_compaction, shared.clone()));
+    duties.spawn(crate::metrics::latency::watch_disk());
+    for url in &settings.listen_metrics_urls {
+        let listener = listen(url, "listen-metrics-urls", "serving /metrics and /health").await?;
+        let routes = crate::http::routes(shared.clone());
+        duties.spawn(async move {
+            if let Err(error) = axum::serve(listener, routes).await {
+                tracing::error!(%error, "metrics listener failed");
+            }
+        });
+    }
     if let Some(interval) = settings.corrupt_check_interval {
         duties.spawn(crate::space::corruption::run(interval, shared.clone(), peers.clone()));
     }
@@ -240,6 +253,7 @@ async fn serve(
         // HTTP/1.1 too, for /health, /livez and /readyz next to the gRPC services (as etcd's client port).
         let router = tonic::transport::Server::builder()
             .accept_http1(true)
+            .layer(crate::metrics::grpc::GrpcMetricsLayer)
             .add_routes(tonic::service::Routes::from(crate::http::routes(shared.clone())))
             .add_service(
                 KvServer::new(KvService::new(shared.clone()))
@@ -405,13 +419,14 @@ fn open_log(
     member_dir: &std::path::Path,
     machine: &mut StateMachine,
     member: &MemberInfo,
+    options: WalOptions,
 ) -> anyhow::Result<(LogStore, Recovered, ConfState)> {
     let wal_dir = member_dir.join("wal");
     let mut installed = false;
     loop {
         let conf_state = conf_state_of(machine, member)?;
         let bootstrap = Bootstrap { conf_state: conf_state.clone(), applied_index: machine.state().index };
-        match LogStore::open(&wal_dir, WalOptions::default(), &bootstrap) {
+        match LogStore::open(&wal_dir, options.clone(), &bootstrap) {
             Ok((log, recovered)) => return Ok((log, recovered, conf_state)),
             Err(LogError::AppliedBeforeLog { applied, first }) if !installed => {
                 let image = applier::snapshot_file(&member_dir.join("snap"), first - 1);

@@ -3,24 +3,10 @@
 
 mod common;
 
-use common::{Cluster, Server};
+use common::{Cluster, Server, http_get as get};
 use keel_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use keel_api::etcdserverpb::{AlarmRequest, AlarmType, alarm_request::AlarmAction};
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
-
-/// GET `path` over HTTP/1.1; returns the status code and the body.
-fn get(endpoint: &str, path: &str) -> (u16, String) {
-    let address = endpoint.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
-    (status, body)
-}
 
 async fn raise_nospace(endpoint: &str) {
     let mut maintenance = MaintenanceClient::connect(endpoint.to_string()).await.unwrap();

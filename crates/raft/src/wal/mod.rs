@@ -112,12 +112,15 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub struct WalOptions {
     /// Preallocated size of each segment file. Must be positive.
     pub segment_bytes: u64,
+    /// Test-only: a delay added to every fsync, to see how the member reports a slow disk.
+    pub fsync_delay: Duration,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            fsync_delay: Duration::ZERO,
         }
     }
 }
@@ -155,6 +158,7 @@ pub struct Wal {
     /// Open handle on `dir`: holds the lock, and is what gets fsynced.
     dir_handle: File,
     segment_bytes: u64,
+    fsync_delay: Duration,
     /// Every segment on disk, oldest first; the last one is written to.
     segments: Vec<SegmentInfo>,
     tail_file: File,
@@ -228,6 +232,7 @@ impl Wal {
             dir: dir.to_path_buf(),
             dir_handle,
             segment_bytes: options.segment_bytes,
+            fsync_delay: options.fsync_delay,
             segments,
             tail_file: tail.file,
             tail_offset: tail.offset,
@@ -342,6 +347,9 @@ impl Wal {
             stats.bytes_written += written;
         }
         let started = Instant::now();
+        if !self.fsync_delay.is_zero() {
+            std::thread::sleep(self.fsync_delay);
+        }
         segment::sync_data(&self.tail_file, self.tail_path())?;
         stats.fsync_duration = started.elapsed();
         debug_assert_eq!(self.tail_offset, self.buffer.end_offset());

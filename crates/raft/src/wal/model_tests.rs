@@ -201,7 +201,7 @@ fn frame_ends(start: u64, records: &[Record]) -> Vec<u64> {
 
 fn run(segment_bytes: u64, steps: &[Step]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let options = WalOptions { segment_bytes };
+    let options = WalOptions { segment_bytes, ..WalOptions::default() };
     let reopen = |wal: Wal, dir: &Path| {
         drop(wal);
         Wal::open(dir, options).unwrap()

@@ -18,6 +18,7 @@ fn log_with_last_record(dir: &Path) -> (PathBuf, u64, u64) {
         dir,
         WalOptions {
             segment_bytes: 4096,
+            ..WalOptions::default()
         },
     );
     write_synced(&mut wal, &entries(1..=3, "a"));
@@ -30,6 +31,7 @@ fn log_with_last_record(dir: &Path) -> (PathBuf, u64, u64) {
 fn assert_repairs_to_first_three(dir: &Path, repaired: bool) {
     let options = WalOptions {
         segment_bytes: 4096,
+        ..WalOptions::default()
     };
     let (mut wal, replay) = open(dir, options);
     assert_eq!(replay.repaired_tail, repaired);
@@ -207,6 +209,7 @@ fn checksummed_record_of_unknown_type_is_corrupt_even_at_the_tail() {
         dir.path(),
         WalOptions {
             segment_bytes: 4096,
+            ..WalOptions::default()
         },
     ) {
         Err(WalError::Corrupt { offset, .. }) => assert_eq!(offset, start),

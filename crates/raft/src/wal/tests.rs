@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::record::{Decoded, decode_at};
 use super::*;
 
-pub(super) const SMALL: WalOptions = WalOptions { segment_bytes: 256 };
+pub(super) const SMALL: WalOptions = WalOptions { segment_bytes: 256, fsync_delay: Duration::ZERO };
 
 pub(super) fn entry(index: u64, tag: &str) -> Record {
     Record::Entry {
@@ -84,6 +84,7 @@ fn fresh_log_is_empty_with_one_preallocated_segment() {
         &dir.path().join("nested/wal"),
         WalOptions {
             segment_bytes: 4096,
+            ..WalOptions::default()
         },
     );
     assert_eq!(replay, Replay::default());
@@ -305,7 +306,7 @@ fn handles_and_errors_can_cross_threads() {
 #[test]
 fn zero_segment_size_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let error = Wal::open(dir.path(), WalOptions { segment_bytes: 0 })
+    let error = Wal::open(dir.path(), WalOptions { segment_bytes: 0, ..WalOptions::default() })
         .err()
         .unwrap();
     assert!(matches!(error, WalError::InvalidOptions(_)));

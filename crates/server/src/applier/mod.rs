@@ -72,7 +72,13 @@ impl Defragmenter {
     pub async fn defragment(&self) -> Result<DefragReport, String> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.0.try_send(Work::Defrag(reply)).map_err(|_| "the member is busy applying; try again".to_string())?;
-        answer.await.map_err(|_| "the member is stopping".to_string())?
+        let metrics = crate::metrics::get();
+        metrics.defrag_inflight.set(1);
+        let started = Instant::now();
+        let result = answer.await.map_err(|_| "the member is stopping".to_string());
+        metrics.defrag_inflight.set(0);
+        metrics.defrag_duration.observe(started.elapsed().as_secs_f64());
+        result?
     }
 }
 
@@ -113,6 +119,8 @@ impl Outbox for MemberOutbox {
         self.disk.wal_synced_entries.fetch_add(entries as u64, Ordering::Relaxed);
         self.disk.wal_sync_micros_total.fetch_add(micros, Ordering::Relaxed);
         self.disk.wal_sync_micros_max.fetch_max(micros, Ordering::Relaxed);
+        crate::metrics::get().wal_fsync.observe(stats.fsync_duration.as_secs_f64());
+        crate::metrics::latency::WAL_FSYNC.record(stats.fsync_duration);
         if stats.fsync_duration > Duration::from_millis(100) {
             tracing::warn!(
                 fsync_ms = stats.fsync_duration.as_millis() as u64,
@@ -266,7 +274,12 @@ impl Applier {
             }
         }
         let took = started.elapsed();
+        if durable {
+            crate::metrics::get().backend_commit.observe(outcome.commit_duration.as_secs_f64());
+            crate::metrics::latency::BACKEND_COMMIT.record(outcome.commit_duration);
+        }
         if took > SLOW_APPLY {
+            crate::metrics::get().slow_apply.inc();
             tracing::warn!(
                 took_ms = took.as_millis() as u64,
                 entries = entries.len(),
@@ -289,6 +302,9 @@ impl Applier {
         // The lessor first: a client told its lease is granted may keep it alive at once.
         self.lessor.applied(&outcome.lease_changes);
         for applied in outcome.applied {
+            if let Ok(response) = &applied.result {
+                crate::metrics::count_applied(response);
+            }
             self.waiters.resolve(applied.id, applied.result);
         }
         self.hub.publish(outcome.changes);

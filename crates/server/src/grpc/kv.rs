@@ -37,6 +37,7 @@ impl Kv for KvService {
         // A large range can take a while: keep it off the runtime's worker so other requests go on. A small
         // one takes microseconds, less than handing the worker over would cost.
         let mut response = if is_small(&request) { read() } else { tokio::task::block_in_place(read) }?;
+        crate::metrics::get().ranges.inc();
         response.header = self.shared.header(response.header);
         Ok(GrpcResponse::new(response))
     }
@@ -74,6 +75,7 @@ impl Kv for KvService {
                 _ => false,
             });
             let mut response = if small { read() } else { tokio::task::block_in_place(read) }?;
+            crate::metrics::count_txn(&response.responses);
             response.header = self.shared.header(response.header);
             return Ok(GrpcResponse::new(response));
         }

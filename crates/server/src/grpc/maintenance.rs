@@ -9,8 +9,6 @@ use keel_api::EtcdError;
 use keel_api::etcdserverpb::*;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -20,36 +18,11 @@ pub const ETCD_API_VERSION: &str = "3.5.0";
 pub struct MaintenanceService {
     shared: Arc<Shared>,
     applied: watch::Receiver<u64>,
-    size_in_use: Mutex<Option<(Instant, i64)>>,
 }
-
-/// How long a measured backend size in use is reused (measuring walks every tree of the backend).
-const SIZE_IN_USE_REUSE: Duration = Duration::from_secs(30);
 
 impl MaintenanceService {
     pub fn new(shared: Arc<Shared>, applied: watch::Receiver<u64>) -> Self {
-        MaintenanceService { shared, applied, size_in_use: Mutex::new(None) }
-    }
-
-    /// etcd's `dbSizeInUse`, measured on demand and reused for a while.
-    async fn size_in_use(&self) -> i64 {
-        if let Some((measured_at, bytes)) = *self.size_in_use.lock().expect("size lock") {
-            if measured_at.elapsed() < SIZE_IN_USE_REUSE {
-                return bytes;
-            }
-        }
-        let backend = self.shared.backend.clone();
-        match tokio::task::spawn_blocking(move || backend.size_in_use()).await {
-            Ok(Ok(bytes)) => {
-                *self.size_in_use.lock().expect("size lock") = Some((Instant::now(), bytes as i64));
-                bytes as i64
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "cannot measure the backend's size in use");
-                0
-            }
-            Err(_) => 0,
-        }
+        MaintenanceService { shared, applied }
     }
 }
 
@@ -69,7 +42,7 @@ impl Maintenance for MaintenanceService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let node = self.shared.node.snapshot();
         let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
-        let db_size_in_use = self.size_in_use().await;
+        let db_size_in_use = self.shared.size_in_use().await;
         let applied_index = *self.applied.borrow();
         let mut errors = Vec::new();
         if node.leader == 0 {
@@ -94,7 +67,7 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         let report = self.shared.defragmenter.defragment().await.map_err(|error| Status::internal(format!("keel: defragment: {error}")))?;
-        *self.size_in_use.lock().expect("size lock") = None;
+        *self.shared.size_in_use_cache.lock().expect("size lock") = None;
         tracing::info!(?report, "defragmented on request");
         let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
         Ok(Response::new(DefragmentResponse { header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })) }))

@@ -30,7 +30,9 @@ use keel_raft::NodeStatus;
 use keel_state::StateError;
 use keel_state::backend::Backend;
 use keel_state::mvcc::ReadView;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 
 /// Who this member is, as the Cluster service and response headers tell it.
 #[derive(Debug, Clone)]
@@ -59,7 +61,14 @@ pub struct Shared {
     /// `--quota-backend-bytes`; None when disabled.
     pub quota: Option<u64>,
     pub defragmenter: crate::applier::Defragmenter,
+    /// The index this member has applied.
+    pub applied: tokio::sync::watch::Receiver<u64>,
+    /// The last measured backend size in use, and when.
+    pub size_in_use_cache: Mutex<Option<(Instant, i64)>>,
 }
+
+/// How long a measured backend size in use is reused (measuring walks every tree of the backend).
+const SIZE_IN_USE_REUSE: Duration = Duration::from_secs(30);
 
 impl Shared {
     /// Completes a header the state machine started (it sets only the revision).
@@ -92,6 +101,31 @@ impl Shared {
             tracing::warn!(%error, "raising the NOSPACE alarm failed");
         }
         Err(etcd(EtcdError::NoSpace))
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// etcd's `dbSizeInUse`, measured on demand and reused for a while (Status and /metrics share it).
+    pub async fn size_in_use(&self) -> i64 {
+        if let Some((measured_at, bytes)) = *self.size_in_use_cache.lock().expect("size lock") {
+            if measured_at.elapsed() < SIZE_IN_USE_REUSE {
+                return bytes;
+            }
+        }
+        let backend = self.backend.clone();
+        match tokio::task::spawn_blocking(move || backend.size_in_use()).await {
+            Ok(Ok(bytes)) => {
+                *self.size_in_use_cache.lock().expect("size lock") = Some((Instant::now(), bytes as i64));
+                bytes as i64
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot measure the backend's size in use");
+                0
+            }
+            Err(_) => 0,
+        }
     }
 
     /// A snapshot of the store as applied on this member.

@@ -1,5 +1,6 @@
-//! Plain HTTP on the client port, next to gRPC (as etcd serves it): `/health` with etcd's JSON, and
-//! `/livez` and `/readyz` for orchestrators.
+//! Plain HTTP on the client port, next to gRPC (as etcd serves it), and on `--listen-metrics-urls`:
+//! `/metrics` (see `crate::metrics`), `/health` with etcd's JSON, and `/livez` and `/readyz` for
+//! orchestrators.
 //!
 //! `/health` follows etcd 3.4: `{"health":"true"}` (200) when this member knows a leader, no alarm is
 //! active and a linearizable read succeeds within a second; otherwise `{"health":"false"}` with 503 (the
@@ -23,6 +24,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         .route("/health", get(health))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(shared)
 }
 
@@ -51,6 +53,11 @@ async fn health(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
             (StatusCode::SERVICE_UNAVAILABLE, "{\"health\":\"false\"}\n".to_string())
         }
     }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl axum::response::IntoResponse {
+    let text = crate::metrics::render(&shared).await;
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text)
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {

@@ -5,6 +5,7 @@
 //! down, messages are dropped (Raft retransmits) and the node is told the peer is unreachable. Streams
 //! reconnect with a backoff. The receiving side steps every message into its node.
 
+mod probe;
 pub mod snapshot;
 
 use keel_api::keelpb::peer_client::PeerClient;
@@ -50,6 +51,7 @@ impl PeerTransport {
             }
             let (sender, receiver) = mpsc::channel(PEER_QUEUE);
             tokio::spawn(send_loop(cluster_id, member_id, *id, url.clone(), receiver, commands.clone()));
+            tokio::spawn(probe::run(cluster_id, member_id, *id, url.clone()));
             queues.insert(*id, sender);
         }
         PeerTransport { peers: queues, urls: peers.iter().cloned().collect(), commands, snapshots: Arc::new(snapshots) }
@@ -73,6 +75,11 @@ impl Transport for PeerTransport {
                 continue;
             };
             if let Err(error) = queue.try_send(keel_raft::encode_message(&message)) {
+                let metrics = crate::metrics::get();
+                metrics.peer_sent_failures.get_or_create(&crate::metrics::label("To", crate::metrics::peer(message.to))).inc();
+                if message.get_msg_type() == MessageType::MsgHeartbeat {
+                    metrics.heartbeat_send_failures.inc();
+                }
                 if matches!(error, mpsc::error::TrySendError::Full(_)) {
                     tracing::debug!(to = format_args!("{:x}", message.to), "peer queue full; message dropped");
                 }
@@ -92,6 +99,7 @@ async fn send_loop(
     commands: SyncSender<Command>,
 ) {
     let mut reported = false;
+    let sent_bytes = crate::metrics::get().peer_sent_bytes.get_or_create_owned(&crate::metrics::label("To", crate::metrics::peer(peer_id)));
     loop {
         let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
             tracing::error!(%url, "peer URL is not usable");
@@ -135,6 +143,7 @@ async fn send_loop(
             if batches.send(RaftBatch { cluster_id, from: member_id, messages }).await.is_err() {
                 break;
             }
+            sent_bytes.inc_by(bytes as u64);
         }
         if let Ok(Err(status)) = call.await {
             tracing::warn!(peer = format_args!("{peer_id:x}"), %status, "peer stream ended");
@@ -281,6 +290,11 @@ impl Peer for PeerService {
         let mut batches = request.into_inner();
         while let Some(batch) = batches.message().await? {
             self.check_cluster(batch.from, batch.cluster_id)?;
+            let bytes: usize = batch.messages.iter().map(Vec::len).sum();
+            crate::metrics::get()
+                .peer_received_bytes
+                .get_or_create(&crate::metrics::label("From", crate::metrics::peer(batch.from)))
+                .inc_by(bytes as u64);
             for bytes in batch.messages {
                 let message = keel_raft::decode_message(&bytes).map_err(|error| Status::invalid_argument(error.to_string()))?;
                 match self.commands.try_send(Command::Step(message)) {
@@ -326,6 +340,12 @@ impl Peer for PeerService {
         crate::propose::wait_applied(&self.node, &self.applied).await.map_err(crate::grpc::etcd)?;
         let renewed = self.lessor.renew(query.id);
         Ok(Response::new(LeaseAnswer { found: renewed.is_some(), ttl: renewed.unwrap_or(0) }))
+    }
+
+    async fn ping(&self, request: Request<keel_api::keelpb::Probe>) -> Result<Response<PeerAck>, Status> {
+        let probe = request.into_inner();
+        self.check_cluster(probe.from, probe.cluster_id)?;
+        Ok(Response::new(PeerAck {}))
     }
 
     async fn lease_remaining(&self, request: Request<LeaseQuery>) -> Result<Response<LeaseAnswer>, Status> {

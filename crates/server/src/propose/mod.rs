@@ -100,6 +100,20 @@ impl Proposer {
 
     /// Proposes a write and waits until it is applied on this member.
     pub async fn propose(&self, request: Request) -> Result<Response, EtcdError> {
+        let metrics = crate::metrics::get();
+        metrics.proposals_pending.inc();
+        let result = self.propose_once(request).await;
+        metrics.proposals_pending.dec();
+        if let Err(
+            EtcdError::NoLeader | EtcdError::LeaderChanged | EtcdError::Timeout | EtcdError::Stopped | EtcdError::TooManyRequests,
+        ) = &result
+        {
+            metrics.proposals_failed.inc();
+        }
+        result
+    }
+
+    async fn propose_once(&self, request: Request) -> Result<Response, EtcdError> {
         let id = self.ids.next();
         let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
         if data.len() > self.max_request_bytes {
@@ -176,7 +190,10 @@ impl Proposer {
                 self.send(Command::ReadIndex { context: context.to_be_bytes().to_vec() })?;
                 match tokio::time::timeout(READ_INDEX_RETRY, &mut index).await {
                     Ok(answer) => break answer.map_err(|_| EtcdError::Stopped)?,
-                    Err(_) => continue,
+                    Err(_) => {
+                        crate::metrics::get().slow_read_indexes.inc();
+                        continue;
+                    }
                 }
             };
             let mut applied = self.applied.clone();
@@ -184,6 +201,9 @@ impl Proposer {
             Ok(())
         };
         let result = tokio::time::timeout(self.timeout, round).await.unwrap_or(Err(EtcdError::Timeout));
+        if result.is_err() {
+            crate::metrics::get().read_indexes_failed.inc();
+        }
         self.waiters.reads.lock().expect("waiters lock").remove(&context);
         result
     }

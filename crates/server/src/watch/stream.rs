@@ -66,6 +66,14 @@ struct WatchStream {
     max_response_bytes: usize,
 }
 
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        let metrics = crate::metrics::get();
+        metrics.watch_streams.dec();
+        metrics.watchers.dec_by(self.watchers.len() as i64);
+    }
+}
+
 /// Serves one Watch stream until the client closes it.
 pub async fn run(
     shared: Arc<Shared>,
@@ -85,6 +93,7 @@ pub async fn run(
         }
     };
     let mut stream = WatchStream { shared, responses, watchers: BTreeMap::new(), next_id: 0, horizon, max_response_bytes };
+    crate::metrics::get().watch_streams.inc();
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + progress_interval, progress_interval);
     // As etcd, a client that half-closes its side still gets events until it goes away.
     let mut requests_open = true;
@@ -134,6 +143,7 @@ impl WatchStream {
             Some(RequestUnion::CreateRequest(create)) => self.create(create).await,
             Some(RequestUnion::CancelRequest(cancel)) => {
                 if self.watchers.remove(&cancel.watch_id).is_some() {
+                    crate::metrics::get().watchers.dec();
                     let response = WatchResponse {
                         header: self.header(self.store_revision()),
                         watch_id: cancel.watch_id,
@@ -205,6 +215,7 @@ impl WatchStream {
         };
         let catch_up = watcher.next_revision <= current;
         self.watchers.insert(id, watcher);
+        crate::metrics::get().watchers.inc();
         let created = WatchResponse { header: self.header(current), watch_id: id, created: true, ..Default::default() };
         self.send(created).await?;
         if catch_up { self.catch_up(id).await } else { Ok(()) }
@@ -262,6 +273,7 @@ impl WatchStream {
             if watcher.next_revision < view.compact_revision() {
                 // etcd: the watcher is told the compact revision and cancelled.
                 self.watchers.remove(&id);
+                crate::metrics::get().watchers.dec();
                 let response = WatchResponse {
                     header: self.header(0),
                     watch_id: id,

@@ -278,6 +278,20 @@ pub fn etcdctl_json(endpoint: &str, arguments: &[&str]) -> serde_json::Value {
 }
 
 /// A cluster of real `keel` members on loopback ports, each with its own data dir.
+/// GET `path` over HTTP/1.1; returns the status code and the body.
+pub fn http_get(endpoint: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    (status, body)
+}
+
 pub struct Cluster {
     pub members: Vec<Server>,
     _scratch: tempfile::TempDir,

@@ -67,6 +67,8 @@ pub struct BatchOutcome {
     pub applied: Vec<Applied>,
     pub changes: Vec<Change>,
     pub lease_changes: Vec<LeaseChange>,
+    /// How long the backend commit took (with its fsync when the batch was durable).
+    pub commit_duration: std::time::Duration,
 }
 
 pub struct StateMachine {
@@ -153,7 +155,9 @@ impl StateMachine {
             self.state.revision = view.revision();
             self.state.compact_revision = view.compact_revision();
         }
+        let committing = std::time::Instant::now();
         transaction.commit()?;
+        outcome.commit_duration = committing.elapsed();
         self.state.index = last_index;
         self.state.term = last_term;
         Ok(outcome)

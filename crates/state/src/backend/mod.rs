@@ -37,6 +37,8 @@ pub mod meta {
     /// The member's identity, fixed at bootstrap: 8-byte big-endian ids.
     pub const CLUSTER_ID: &str = "cluster_id";
     pub const MEMBER_ID: &str = "member_id";
+    /// Keys with a current (not deleted) value; counted on first use where absent (older files).
+    pub const LIVE_KEYS: &str = "live_keys";
 }
 
 /// Bytes of redb's page cache.

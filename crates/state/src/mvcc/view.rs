@@ -126,6 +126,14 @@ impl ReadView {
         Ok((hasher.finalize(), revision))
     }
 
+    /// Keys with a current value (etcd's `etcd_debugging_mvcc_keys_total`), kept up to date by the writes.
+    pub fn key_count(&self) -> Result<u64, StateError> {
+        if self.meta.get(meta::LIVE_KEYS)?.is_some() {
+            return backend::read_u64(&self.meta, meta::LIVE_KEYS);
+        }
+        count_live_keys(&self.tables)
+    }
+
     /// What every member published about itself.
     pub fn member_attributes(&self) -> Result<Vec<MemberAttributes>, StateError> {
         let mut members = Vec::new();
@@ -204,6 +212,20 @@ impl Reader for ReadView {
     }
 }
 
+/// Counts the keys with a current value, by a scan of the index.
+fn count_live_keys<I, K>(tables: &Tables<I, K>) -> Result<u64, StateError>
+where
+    I: ReadableTable<&'static [u8], &'static [u8]>,
+    K: ReadableTable<(u64, u64), &'static [u8]>,
+{
+    let mut live = 0;
+    tables.scan(KeySpan::Range { start: &[], end: None }, &mut |_, index| {
+        live += u64::from(index.current().is_some());
+        Ok(true)
+    })?;
+    Ok(live)
+}
+
 /// The apply step's view: changes go into one backend write transaction. Changes made between
 /// [`WriteView::begin`] and [`WriteView::end`] share one main revision.
 pub struct WriteView<'t> {
@@ -219,6 +241,9 @@ pub struct WriteView<'t> {
     next_sub: i64,
     pub(super) compact_revision: i64,
     changes: Vec<Change>,
+    /// Keys with a current value, as of the changes made so far (stored at each request's end).
+    live_keys: u64,
+    live_keys_stored: u64,
 }
 
 impl<'t> WriteView<'t> {
@@ -235,6 +260,17 @@ impl<'t> WriteView<'t> {
             lease_changes: Vec::new(),
             next_sub: 0,
             changes: Vec::new(),
+            live_keys: 0,
+            live_keys_stored: u64::MAX,
+        })
+        .and_then(|mut view| {
+            if view.meta.get(meta::LIVE_KEYS)?.is_some() {
+                view.live_keys = backend::read_u64(&view.meta, meta::LIVE_KEYS)?;
+                view.live_keys_stored = view.live_keys;
+            } else {
+                view.live_keys = count_live_keys(&view.tables)?;
+            }
+            Ok(view)
         })
     }
 
@@ -353,6 +389,10 @@ impl<'t> WriteView<'t> {
             self.next_sub = 0;
             backend::write_u64(&mut self.meta, meta::REVISION, self.committed as u64)?;
         }
+        if self.live_keys != self.live_keys_stored {
+            backend::write_u64(&mut self.meta, meta::LIVE_KEYS, self.live_keys)?;
+            self.live_keys_stored = self.live_keys;
+        }
         Ok(())
     }
 
@@ -392,6 +432,9 @@ impl<'t> WriteView<'t> {
         };
         self.store(key, &index, revision, &stored)?;
         self.changes.push(Change::Put(stored));
+        if previous.is_none() {
+            self.live_keys += 1;
+        }
         Ok(previous)
     }
 
@@ -404,6 +447,7 @@ impl<'t> WriteView<'t> {
             }
             Ok(true)
         })?;
+        self.live_keys = self.live_keys.saturating_sub(doomed.len() as u64);
         let mut deleted = Vec::with_capacity(doomed.len());
         for (key, mut index, modified) in doomed {
             let last = self.tables.change_at(modified)?;
