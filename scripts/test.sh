@@ -4,6 +4,8 @@
 #   etcd-client        the real etcdctl 3.4 the compatibility tests drive
 #   etcd-server        the real etcd, the reference the differential tests compare Keel with
 #   protobuf-compiler  protoc, which the etcd-client crate (a test client) needs to build
+#   prometheus         a real Prometheus (and promtool) to scrape a cluster and check the shipped
+#                      dashboard queries and alert rules
 # Keel itself builds without protoc. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,7 @@ missing=()
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test dependencies: ${missing[*]}"
   sudo=""
