@@ -5,10 +5,12 @@
 //!   and names as etcd's), compiled by `build.rs` with protox.
 //! - `proto/keelpb`: Keel's internal messages (what a Raft entry carries).
 //! - [`errors`]: etcd's gRPC error codes and exact messages, the only place they are spelled.
+//! - [`identity`]: etcd's member and cluster id derivation (and a restored cluster's).
 
 #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
 
 pub mod errors;
+pub mod identity;
 
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");

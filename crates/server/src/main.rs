@@ -7,7 +7,6 @@
 //! - [`peer`]: Raft messages between members over the peer URLs.
 //! - [`propose`]: request ids, waiting callers, ReadIndex rounds.
 //! - [`applier`]: the thread that applies committed entries to the state machine.
-//! - [`identity`]: etcd's member and cluster id derivation.
 //! - [`lease`]: the lessor: lease clocks, expiry and checkpoints as the leader's proposals.
 //! - [`watch`]: the watch hub the applier feeds, and one task per Watch stream.
 //! - [`metrics`]: etcd's Prometheus metrics and the latency warnings.
@@ -19,7 +18,6 @@ mod applier;
 mod config;
 mod grpc;
 mod http;
-mod identity;
 mod lease;
 mod member;
 mod metrics;

@@ -8,7 +8,7 @@ use crate::applier::{self, ApplierSettings, DiskStats};
 use crate::config::{Settings, url_text};
 use crate::grpc::authority::AuthorityRewrite;
 use crate::grpc::{ClusterMember, MemberInfo, Shared, cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
-use crate::identity;
+use keel_api::identity;
 use crate::propose::{Proposer, Waiters};
 use anyhow::Context;
 use keel_api::keelpb::peer_server::PeerServer;
@@ -370,7 +370,19 @@ fn identity_of(settings: &Settings, machine: &mut StateMachine) -> anyhow::Resul
         })
         .collect();
     let (cluster_id, member_id) = match stored {
-        (Some(cluster_id), Some(member_id)) => (cluster_id, member_id),
+        (Some(cluster_id), Some(member_id)) => {
+            // A restored data dir (ids, but no Raft configuration yet) must start as the member it was
+            // restored for; after its first start, the stored configuration is what counts, as in etcd.
+            let first_start = machine.meta(meta::CONF_STATE)?.is_none();
+            if first_start && !members.iter().any(|member| member.id == member_id) {
+                anyhow::bail!(
+                    "the data dir {} belongs to member {member_id:x} of cluster {cluster_id:x}, which is not in                      --initial-cluster (with --initial-cluster-token {:?}); start it with the flags it was created                      or restored with (`keelctl snapshot restore` prints them)",
+                    settings.data_dir.display(),
+                    settings.initial_cluster_token
+                );
+            }
+            (cluster_id, member_id)
+        }
         _ => {
             let ids: Vec<u64> = members.iter().map(|member| member.id).collect();
             let own = identity::member_id(

@@ -1,5 +1,5 @@
-//! etcd's Maintenance service. Status is complete; the rest arrive with the space-management,
-//! backup and cluster work, and say so.
+//! etcd's Maintenance service: Alarm, Status, Defragment, Hash, HashKV, Snapshot (in `backup`),
+//! MoveLeader.
 
 use super::Shared;
 use keel_api::keelpb::internal_request::Request as Internal;
@@ -7,7 +7,6 @@ use keel_state::Response as Applied;
 use keel_api::etcdserverpb::maintenance_server::Maintenance;
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::*;
-use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -26,11 +25,7 @@ impl MaintenanceService {
     }
 }
 
-fn not_yet(method: &str, arrives_with: &str) -> Status {
-    Status::unimplemented(format!("keel: {method} is not supported yet (it arrives with the {arrives_with} work)"))
-}
-
-type SnapshotStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+use super::backup::SnapshotStream;
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
@@ -60,6 +55,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: applied_index,
             errors,
             db_size_in_use,
+            db_size_quota: self.shared.quota.map_or(0, |quota| quota as i64),
             is_learner: false,
             ..Default::default()
         }))
@@ -109,7 +105,7 @@ impl Maintenance for MaintenanceService {
     type SnapshotStream = SnapshotStream;
 
     async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(not_yet("Snapshot", "backup"))
+        super::backup::stream(&self.shared).map(Response::new)
     }
 
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {

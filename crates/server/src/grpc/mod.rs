@@ -16,6 +16,7 @@ macro_rules! propose_and_reply {
 }
 
 pub mod authority;
+pub mod backup;
 pub mod cluster;
 pub mod kv;
 pub mod lease;

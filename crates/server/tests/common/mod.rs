@@ -278,6 +278,21 @@ pub fn etcdctl_json(endpoint: &str, arguments: &[&str]) -> serde_json::Value {
 }
 
 /// A cluster of real `keel` members on loopback ports, each with its own data dir.
+/// `keelctl`, built next to `keel` by `cargo test --workspace`.
+pub fn keelctl() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_keel")).with_file_name("keelctl");
+    assert!(path.exists(), "{} is missing: build it with `cargo build -p keel-ctl` (scripts/test.sh does)", path.display());
+    path
+}
+
+/// Runs keelctl, asserts that it succeeded, and returns what it printed.
+pub fn keelctl_run(arguments: &[&str]) -> String {
+    let output = Command::new(keelctl()).args(arguments).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "keelctl {arguments:?} failed:\n{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
 /// GET `path` over HTTP/1.1; returns the status code and the body.
 pub fn http_get(endpoint: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
@@ -292,6 +307,14 @@ pub fn http_get(endpoint: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// What a cluster member will be started with.
+pub struct MemberPlan {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub peer_url: String,
+    pub initial_cluster: String,
+}
+
 pub struct Cluster {
     pub members: Vec<Server>,
     _scratch: tempfile::TempDir,
@@ -299,6 +322,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(size: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_with(size, extra, |_| {})
+    }
+
+    /// Starts a cluster after `prepare` has seen each member's plan (e.g. to restore its data dir).
+    pub fn start_with(size: usize, extra: &[&str], mut prepare: impl FnMut(&MemberPlan)) -> Cluster {
         let scratch = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> =
@@ -322,6 +350,7 @@ impl Cluster {
                 .collect();
                 arguments.extend(extra.iter().map(|argument| argument.to_string()));
                 let log_path = data_dir.with_extension(format!("{client}.log"));
+                prepare(&MemberPlan { name: format!("m{index}"), data_dir: data_dir.clone(), peer_url, initial_cluster: initial.clone() });
                 Server {
                     child: None,
                     endpoint: client_url,

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub mod image;
+pub mod snapshot;
 
 pub(crate) const KEY_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_index");
 pub(crate) const KV: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("kv");
@@ -39,6 +40,8 @@ pub mod meta {
     pub const MEMBER_ID: &str = "member_id";
     /// Keys with a current (not deleted) value; counted on first use where absent (older files).
     pub const LIVE_KEYS: &str = "live_keys";
+    /// The cluster-wide defragmentation claim (see `WriteView::defrag_claim`).
+    pub const DEFRAG_CLAIM: &str = "defrag_claim";
 }
 
 /// Bytes of redb's page cache.

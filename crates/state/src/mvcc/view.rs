@@ -309,7 +309,7 @@ impl<'t> WriteView<'t> {
     /// A claim on (or release of) the cluster-wide right to defragment; returns whether it was granted
     /// and who holds the right afterwards.
     pub fn defrag_claim(&mut self, claim: &DefragClaim) -> Result<(bool, u64), StateError> {
-        const KEY: &str = "defrag_claim";
+        const KEY: &str = meta::DEFRAG_CLAIM;
         let current = self.meta.get(KEY)?.and_then(|value| DefragClaim::decode(value.value()).ok());
         let holder = current.filter(|held| held.member_id != 0 && held.expires_ms > claim.now_ms);
         let (granted, stored) = match (claim.release, holder) {
