@@ -90,6 +90,11 @@ pub struct Config {
     /// Test only: a delay added to every WAL fsync, to see how a slow disk is reported (e.g. '20ms').
     #[arg(long, env = "KEEL_TEST_WAL_FSYNC_DELAY", default_value = "0s", hide = true)]
     pub test_wal_fsync_delay: String,
+    /// Test only, and UNSAFE: serve linearizable reads from the local store without a ReadIndex round (a
+    /// deliberately broken build for the fault-injection suite to catch). Refused unless the environment
+    /// has KEEL_ALLOW_UNSAFE_TEST_FLAGS=1.
+    #[arg(long, hide = true)]
+    pub test_unsafe_local_reads: bool,
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -131,6 +136,8 @@ pub struct Settings {
     pub listen_metrics_urls: Vec<Url>,
     /// Test only: added to every WAL fsync.
     pub wal_fsync_delay: Duration,
+    /// Test only, unsafe: linearizable reads without ReadIndex.
+    pub unsafe_local_reads: bool,
 }
 
 /// `--auto-compaction-mode` and `--auto-compaction-retention`, with etcd's meaning.
@@ -275,6 +282,7 @@ impl Config {
                 Some(text) if !text.trim().is_empty() => parse_urls("listen-metrics-urls", text)?,
                 _ => Vec::new(),
             },
+            unsafe_local_reads: self.unsafe_local_reads()?,
             wal_fsync_delay: match self.test_wal_fsync_delay.trim() {
                 "0" | "0s" | "" => Duration::ZERO,
                 text => parse_duration("test-wal-fsync-delay", text)?,
@@ -322,6 +330,16 @@ impl Config {
                 Ok(AutoCompaction::Revision { keep, check_interval })
             }
         }
+    }
+
+    fn unsafe_local_reads(&self) -> Result<bool, ConfigError> {
+        if self.test_unsafe_local_reads && std::env::var("KEEL_ALLOW_UNSAFE_TEST_FLAGS").as_deref() != Ok("1") {
+            return Err(invalid(
+                "test-unsafe-local-reads",
+                "breaks linearizability on purpose (for the fault-injection suite); it needs KEEL_ALLOW_UNSAFE_TEST_FLAGS=1",
+            ));
+        }
+        Ok(self.test_unsafe_local_reads)
     }
 
     fn check_later_flags(&self) -> Result<(), ConfigError> {

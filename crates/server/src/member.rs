@@ -124,6 +124,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         settings.max_request_bytes,
         settings.request_timeout,
     );
+    if settings.unsafe_local_reads {
+        proposer.break_linearizable_reads();
+    }
     tokio::spawn(crate::lease::run(
         lessor.clone(),
         proposer.clone(),
@@ -485,7 +488,7 @@ mod tests {
         // This member's log recorded the snapshot, then the member stopped before its store switched.
         let mut machine = StateMachine::open(&member_dir.join("snap").join("db")).unwrap();
         {
-            let (log, _, _) = open_log(&member_dir, &mut machine, &member).unwrap();
+            let (log, _, _) = open_log(&member_dir, &mut machine, &member, WalOptions::default()).unwrap();
             let mut log = log;
             let mut snapshot = Snapshot::default();
             snapshot.mut_metadata().index = 5;
@@ -494,7 +497,7 @@ mod tests {
             log.install_snapshot(&snapshot).unwrap();
         }
         assert_eq!(machine.state().index, 0);
-        let (_, recovered, _) = open_log(&member_dir, &mut machine, &member).unwrap();
+        let (_, recovered, _) = open_log(&member_dir, &mut machine, &member, WalOptions::default()).unwrap();
         assert_eq!(recovered.snapshot_index, 5);
         assert_eq!((machine.state().index, machine.state().term), (5, 2));
         assert!(!applier::snapshot_file(&member_dir.join("snap"), 5).exists(), "the image became the store");

@@ -66,6 +66,7 @@ pub struct Proposer {
     timeout: Duration,
     read_queue: Mutex<Vec<oneshot::Sender<Result<(), EtcdError>>>>,
     read_wakeup: Notify,
+    unsafe_local_reads: std::sync::atomic::AtomicBool,
 }
 
 impl Proposer {
@@ -88,6 +89,7 @@ impl Proposer {
             timeout,
             read_queue: Mutex::new(Vec::new()),
             read_wakeup: Notify::new(),
+            unsafe_local_reads: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(read_loop(Arc::downgrade(&proposer)));
         proposer
@@ -162,8 +164,17 @@ impl Proposer {
         Ok(())
     }
 
+    /// Test only, unsafe: makes [`Proposer::read_barrier`] return at once (see `--test-unsafe-local-reads`).
+    pub fn break_linearizable_reads(&self) {
+        tracing::error!("UNSAFE: linearizable reads are served locally without ReadIndex (--test-unsafe-local-reads)");
+        self.unsafe_local_reads.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Returns once this member has applied everything committed before the call (ReadIndex).
     pub async fn read_barrier(&self) -> Result<(), EtcdError> {
+        if self.unsafe_local_reads.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let (reply, result) = oneshot::channel();
         self.read_queue.lock().expect("read queue lock").push(reply);
         self.read_wakeup.notify_one();
