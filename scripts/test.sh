@@ -6,6 +6,7 @@
 #   protobuf-compiler  protoc, which the etcd-client crate (a test client) needs to build
 #   prometheus         a real Prometheus (and promtool) to scrape a cluster and check the shipped
 #                      dashboard queries and alert rules
+#   iproute2, iptables network namespaces and partitions for the fault-injection suite (crates/chaos)
 # Keel itself builds without protoc. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test dependencies: ${missing[*]}"
   sudo=""
