@@ -45,6 +45,14 @@ fn a_short_schedule_of_every_fault_kind_keeps_keel_linearizable() {
     assert!(report.faults.len() >= 5, "several fault kinds: {:?}", report.faults);
     assert!(report.operations > 1000, "{} operations", report.operations);
     assert!(report.passed(), "{report}");
+    // The operator warnings fire under the real faults: 200 ms round trips, and elections.
+    let logs: String = (0..config.members).map(|index| std::fs::read_to_string(config.out.join(format!("m{index}.log"))).unwrap_or_default()).collect();
+    if report.faults.contains_key(&Kind::Latency200ms) {
+        assert!(logs.contains("slow network: the round trip to a peer is over 10 ms"), "no round-trip warning in the member logs");
+    }
+    if report.leader_changes > 0 {
+        assert!(logs.contains("leader election: this member won and leads now"), "no election warning in the member logs");
+    }
     keel_chaos::remove_data(&config.out);
 }
 

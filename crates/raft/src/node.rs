@@ -369,13 +369,18 @@ impl<T: Transport, O: Outbox> Node<T, O> {
                         term,
                         last_leader = format_args!("{:x}", self.leader),
                         timeout_ms = (self.tick * self.election_ticks as u32).as_millis() as u64,
-                        "leader election: no message from a leader within the election timeout; this member                          starts an election (a slow disk or network, or a lost leader)"
+                        "{}",
+                        if self.leader == 0 {
+                            "leader election: no leader is known; this member starts an election"
+                        } else {
+                            "leader election: no message from the leader within the election timeout; this member starts an election (a slow disk or network, or a lost leader)"
+                        }
                     );
                 }
                 StateRole::Leader => tracing::warn!(term, "leader election: this member won and leads now"),
                 StateRole::Follower if self.role == StateRole::Leader => tracing::warn!(
                     term,
-                    "leader election: this member stepped down as leader (it saw a higher term, or could not                      reach a quorum within the election timeout)"
+                    "leader election: this member stepped down as leader (it saw a higher term, or could not reach a quorum within the election timeout)"
                 ),
                 _ => {}
             }

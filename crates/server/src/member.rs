@@ -379,7 +379,7 @@ fn identity_of(settings: &Settings, machine: &mut StateMachine) -> anyhow::Resul
             let first_start = machine.meta(meta::CONF_STATE)?.is_none();
             if first_start && !members.iter().any(|member| member.id == member_id) {
                 anyhow::bail!(
-                    "the data dir {} belongs to member {member_id:x} of cluster {cluster_id:x}, which is not in                      --initial-cluster (with --initial-cluster-token {:?}); start it with the flags it was created                      or restored with (`keelctl snapshot restore` prints them)",
+                    "the data dir {} belongs to member {member_id:x} of cluster {cluster_id:x}, which is not in --initial-cluster (with --initial-cluster-token {:?}); start it with the flags it was created or restored with (`keelctl snapshot restore` prints them)",
                     settings.data_dir.display(),
                     settings.initial_cluster_token
                 );
