@@ -104,7 +104,17 @@ async fn drive(config: &Config, network: net::Network) -> anyhow::Result<Report>
     log(config, &format!("faults to choose from: {:?}", schedule.kinds()));
     let mut injected = Vec::new();
     let mut unexpected_exits = Vec::new();
-    while started.elapsed() < config.duration {
+    // SIGINT or SIGTERM ends the fault phase early; the run still heals, checks and cleans up.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for kind in [tokio::signal::unix::SignalKind::interrupt(), tokio::signal::unix::SignalKind::terminate()] {
+        let interrupted = interrupted.clone();
+        let mut signal = tokio::signal::unix::signal(kind)?;
+        tokio::spawn(async move {
+            signal.recv().await;
+            interrupted.store(true, Ordering::Relaxed);
+        });
+    }
+    while started.elapsed() < config.duration && !interrupted.load(Ordering::Relaxed) {
         tokio::time::sleep(schedule.quiet_gap()).await;
         let Some(fault) = schedule.next(&mut cluster, started).await else { break };
         log(config, &format!("{:>6.1}s {:?}: {}", fault.at.as_secs_f64(), fault.kind, fault.detail));
