@@ -12,7 +12,7 @@
 
 use super::Model;
 use crate::history::Operation;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 /// What the search concluded about one partition.
@@ -38,7 +38,9 @@ pub(super) fn search<M: Model>(
     let bit_of = bit_positions(operations);
     let mut state = model.init();
     let mut taken = Bitset::new(operations.len());
-    let mut explored: HashSet<(CompactSet, M::State)> = HashSet::new();
+    // Each distinct state gets a number, so the cache holds a number rather than a copy of the state.
+    let mut state_numbers: HashMap<M::State, usize> = HashMap::new();
+    let mut explored: HashSet<(CompactSet, usize)> = HashSet::new();
     let mut choices: Vec<Choice<M::State>> = Vec::new();
     let mut longest: Vec<usize> = Vec::new();
     let mut longest_state = state.clone();
@@ -58,7 +60,15 @@ pub(super) fn search<M: Model>(
                 let op = operations[operation];
                 if let Some(next_state) = model.step(&state, &op.input, &op.output) {
                     taken.insert(bit_of[operation]);
-                    if explored.insert((taken.compact(), next_state.clone())) {
+                    let number = match state_numbers.get(&next_state) {
+                        Some(&number) => number,
+                        None => {
+                            let number = state_numbers.len();
+                            state_numbers.insert(next_state.clone(), number);
+                            number
+                        }
+                    };
+                    if explored.insert((taken.compact(), number)) {
                         choices.push(Choice { call_node: node, operation, state_before: state });
                         state = next_state;
                         list.lift(node);
