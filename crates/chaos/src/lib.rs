@@ -166,6 +166,7 @@ async fn drive(config: &Config, network: net::Network) -> anyhow::Result<Report>
         unexpected_exits,
         converged,
         dir: config.out.clone(),
+        final_revision,
     }))
 }
 

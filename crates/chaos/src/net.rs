@@ -6,8 +6,10 @@
 //! the hub: the members reach each other only through the proxies, so dropping what member `a` sends to
 //! member `b`'s proxy port cuts that direction of the link.
 //!
-//! Without them (not root, or no `ip`), every member listens on 127.0.0.1 and the proxies still add
-//! latency and loss, but partitions are not available; the run says so.
+//! Without them (not root, no `ip` or `iptables`, or KEEL_CHAOS_LOOPBACK set), every member listens on
+//! 127.0.0.1 and the proxies still add latency and loss (to every connection into or out of the member a
+//! fault names, since the sender of a loopback connection cannot be told), but partitions and full disks
+//! are not available; the run says so.
 
 use anyhow::{Context, bail};
 use std::fs::File;
@@ -36,6 +38,9 @@ pub struct Namespaces {
 impl Network {
     /// Namespaces if this process may make them, else loopback (with the reason).
     pub fn create(size: usize, tag: u16) -> Network {
+        if std::env::var_os("KEEL_CHAOS_LOOPBACK").is_some() {
+            return Network::Loopback { reason: "KEEL_CHAOS_LOOPBACK is set".into() };
+        }
         match Namespaces::create(size, tag) {
             Ok(namespaces) => Network::Namespaces(namespaces),
             Err(error) => Network::Loopback { reason: format!("{error:#}") },

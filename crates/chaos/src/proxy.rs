@@ -42,10 +42,26 @@ impl Links {
     fn get(&self, from: usize, to: usize) -> LinkFault {
         self.faults.lock().expect("links lock").get(&(from, to)).copied().unwrap_or_default()
     }
+
+    /// For a connection whose sender is unknown (loopback runs, where every member connects from
+    /// 127.0.0.1): the largest fault on any link into or out of `member`.
+    fn worst(&self, member: usize) -> LinkFault {
+        let faults = self.faults.lock().expect("links lock");
+        faults
+            .iter()
+            .filter(|((from, to), _)| *from == member || *to == member)
+            .map(|(_, fault)| *fault)
+            .fold(LinkFault::default(), |worst, fault| LinkFault {
+                delay: worst.delay.max(fault.delay),
+                loss: worst.loss.max(fault.loss),
+                stall: worst.stall.max(fault.stall),
+            })
+    }
 }
 
 /// Serves the proxy of member `to` until the task is aborted. `identify` names the member an incoming
-/// connection comes from (by its source address), None for anyone else (passed through clean).
+/// connection comes from (by its source address); when it cannot (loopback runs), the connection gets
+/// the worst fault of any link of `to`.
 pub async fn serve(
     listener: TcpListener,
     to: usize,
@@ -67,7 +83,8 @@ pub async fn serve(
                 let links = links.clone();
                 move || match (a, b) {
                     (Some(a), Some(b)) => links.get(a, b),
-                    _ => LinkFault::default(),
+                    (Some(member), None) | (None, Some(member)) => links.worst(member),
+                    (None, None) => LinkFault::default(),
                 }
             };
             let up = pump(inbound_read, outbound_write, link(from, Some(to)));

@@ -3,13 +3,23 @@
 //! Operations: Get, Put, Delete, and a compare-and-set transaction (etcd's `Txn` comparing the key's value,
 //! or its absence through `create_revision == 0`, then putting). Every key is its own partition.
 //!
-//! Revisions are optional. When a client records them (the `header.revision` of a write's response, the
+//! Revisions are optional. When a client records them (the `header.revision` of a response, the
 //! `mod_revision` of a read key), the model also checks that a read returns the revision of the write
-//! that produced its value, and that the writes to a key have increasing revisions. A write whose
-//! revision was not recorded leaves the key's revision unknown until a read reveals it.
+//! that produced its value, that the changes to a key have increasing revisions, and that no response
+//! reports a revision older than the key's last change. A change whose revision was not recorded leaves
+//! only a lower bound ([`LastChange::After`]) until a read reveals it. Recording revisions also makes
+//! the search much faster: an answer naming a revision the key has moved past can never become possible,
+//! which lets the search abandon a wrong order at once.
+//!
+//! Histories with many unknown outcomes are decided much faster after [`patch_unknown_outcomes`].
+
+mod model;
+mod patch;
+
+pub use model::KvModel;
+pub use patch::patch_unknown_outcomes;
 
 use crate::history::Operation;
-use crate::linearizability::Model;
 use std::fmt::{self, Debug};
 
 /// One key-value operation, as recorded by a client.
@@ -18,11 +28,22 @@ pub type KvOperation = Operation<KvInput, KvOutput>;
 /// What a client asked for.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum KvInput {
-    Get { key: Vec<u8> },
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Get {
+        key: Vec<u8>,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
     /// Put `new` if the key's value is `expected` (`None`: if the key is absent).
-    Cas { key: Vec<u8>, expected: Option<Vec<u8>>, new: Vec<u8> },
+    Cas {
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+    },
 }
 
 impl KvInput {
@@ -89,93 +110,27 @@ impl KvOperation {
     }
 }
 
-/// One key's register: its value, and the revision of its last change when known.
+/// One key's register: its value, and what is known of the revision of its last change.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct KvState {
     pub value: Option<Vec<u8>>,
-    /// The revision of the put that wrote `value`, or of the delete that removed the key.
-    pub revision: Option<i64>,
+    pub last_change: LastChange,
 }
 
-/// The key-value model; see the module documentation.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct KvModel;
-
-impl Model for KvModel {
-    type State = KvState;
-    type Input = KvInput;
-    type Output = KvOutput;
-    type Partition = Vec<u8>;
-
-    fn init(&self) -> KvState {
-        KvState::default()
-    }
-
-    fn step(&self, state: &KvState, input: &KvInput, output: &KvOutput) -> Option<KvState> {
-        match (input, output) {
-            (KvInput::Get { .. }, KvOutput::Unknown) => Some(state.clone()),
-            (KvInput::Get { .. }, KvOutput::Get { value, mod_revision }) => {
-                if *value != state.value {
-                    return None;
-                }
-                match (value, state.revision, *mod_revision) {
-                    (None, _, _) | (Some(_), _, None) => Some(state.clone()),
-                    (Some(_), Some(known), Some(read)) => (known == read).then(|| state.clone()),
-                    // The write's revision was not recorded; the read tells it.
-                    (Some(_), None, Some(read)) => Some(KvState { value: state.value.clone(), revision: Some(read) }),
-                }
-            }
-            (KvInput::Put { value, .. }, KvOutput::Unknown) => Some(KvState { value: Some(value.clone()), revision: None }),
-            (KvInput::Put { value, .. }, KvOutput::Put { revision }) => {
-                write_after(state, *revision).then(|| KvState { value: Some(value.clone()), revision: *revision })
-            }
-            (KvInput::Delete { .. }, KvOutput::Unknown) => Some(match state.value {
-                None => state.clone(),
-                Some(_) => KvState { value: None, revision: None },
-            }),
-            (KvInput::Delete { .. }, KvOutput::Delete { deleted, revision }) => match (&state.value, deleted) {
-                (None, 0) => not_before(state, *revision).then(|| state.clone()),
-                (Some(_), 1) => write_after(state, *revision).then_some(KvState { value: None, revision: *revision }),
-                _ => None,
-            },
-            (KvInput::Cas { expected, new, .. }, KvOutput::Unknown) => Some(if state.value == *expected {
-                KvState { value: Some(new.clone()), revision: None }
-            } else {
-                state.clone()
-            }),
-            (KvInput::Cas { expected, new, .. }, KvOutput::Cas { succeeded, revision }) => {
-                match (state.value == *expected, succeeded) {
-                    (true, true) => write_after(state, *revision).then(|| KvState { value: Some(new.clone()), revision: *revision }),
-                    (false, false) => not_before(state, *revision).then(|| state.clone()),
-                    _ => None,
-                }
-            }
-            _ => None,
-        }
-    }
-
-    fn partition(&self, input: &KvInput) -> Vec<u8> {
-        input.key().to_vec()
-    }
-
-    fn describe_partition(&self, partition: &Vec<u8>) -> String {
-        format!("key {}", Shown(partition))
-    }
+/// What is known of the revision of a key's last change: the put that wrote its value, or the delete
+/// that removed it. Either way it only grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LastChange {
+    /// Exactly this revision.
+    At(i64),
+    /// Some revision after this one (the change's revision was not recorded).
+    After(i64),
 }
 
-/// Whether a write at `revision` can follow the key's last change (revisions only grow).
-fn write_after(state: &KvState, revision: Option<i64>) -> bool {
-    match (state.revision, revision) {
-        (Some(last), Some(revision)) => revision > last,
-        _ => true,
-    }
-}
-
-/// Whether a response at store revision `revision` can follow the key's last change.
-fn not_before(state: &KvState, revision: Option<i64>) -> bool {
-    match (state.revision, revision) {
-        (Some(last), Some(revision)) => revision >= last,
-        _ => true,
+/// Before the first change: etcd's revisions start at 1.
+impl Default for LastChange {
+    fn default() -> Self {
+        LastChange::After(0)
     }
 }
 
@@ -187,8 +142,12 @@ pub fn acknowledged_writes(history: &[KvOperation]) -> Vec<crate::watch::Event> 
     let mut writes = Vec::new();
     for op in history {
         let change = match (&op.input, &op.output) {
-            (KvInput::Put { value, .. }, KvOutput::Put { revision: Some(revision) }) => (Change::Put(value.clone()), *revision),
-            (KvInput::Delete { .. }, KvOutput::Delete { deleted: 1, revision: Some(revision) }) => (Change::Delete, *revision),
+            (KvInput::Put { value, .. }, KvOutput::Put { revision: Some(revision) }) => {
+                (Change::Put(value.clone()), *revision)
+            }
+            (KvInput::Delete { .. }, KvOutput::Delete { deleted: 1, revision: Some(revision) }) => {
+                (Change::Delete, *revision)
+            }
             (KvInput::Cas { new, .. }, KvOutput::Cas { succeeded: true, revision: Some(revision) }) => {
                 (Change::Put(new.clone()), *revision)
             }
@@ -249,7 +208,9 @@ impl Debug for KvInput {
 impl Debug for KvOutput {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KvOutput::Get { value, mod_revision } => write!(formatter, "{}{:?}", optional(value), AtRevision(*mod_revision)),
+            KvOutput::Get { value, mod_revision } => {
+                write!(formatter, "{}{:?}", optional(value), AtRevision(*mod_revision))
+            }
             KvOutput::Put { revision } => write!(formatter, "ok{:?}", AtRevision(*revision)),
             KvOutput::Delete { deleted, revision } => write!(formatter, "deleted {deleted}{:?}", AtRevision(*revision)),
             KvOutput::Cas { succeeded: true, revision } => write!(formatter, "succeeded{:?}", AtRevision(*revision)),
@@ -261,11 +222,15 @@ impl Debug for KvOutput {
 
 impl Debug for KvState {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}{:?}", optional(&self.value), AtRevision(self.revision))
+        match self.last_change {
+            LastChange::At(revision) => write!(formatter, "{}@{revision}", optional(&self.value)),
+            LastChange::After(0) => write!(formatter, "{}", optional(&self.value)),
+            LastChange::After(revision) => write!(formatter, "{}@>{revision}", optional(&self.value)),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod random_tests;
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 //! Hand-written key-value histories, each named after the behaviour it pins down.
 
 use super::*;
-use crate::linearizability::{CheckResult, IllegalPartition, check};
+use crate::linearizability::{CheckResult, IllegalPartition, Model, check};
 use std::time::Duration;
 
 fn done(client: u64, input: KvInput, output: KvOutput, call: u64, ret: u64) -> KvOperation {
@@ -267,5 +267,41 @@ fn acknowledged_writes_become_watch_events() {
         done(0, KvInput::cas("a", None, "3"), KvOutput::Cas { succeeded: false, revision: Some(4) }, 8, 9),
         KvOperation::unknown(1, KvInput::put("a", "4"), 10),
     ];
-    assert_eq!(acknowledged_writes(&history), vec![Event::put(2, "a", "1"), Event::delete(3, "a"), Event::put(4, "a", "2")]);
+    assert_eq!(
+        acknowledged_writes(&history),
+        vec![Event::put(2, "a", "1"), Event::delete(3, "a"), Event::put(4, "a", "2")]
+    );
+}
+
+#[test]
+fn answers_naming_a_revision_the_key_has_moved_past_are_impossible_for_good() {
+    let state = KvState { value: Some(b"a".to_vec()), last_change: LastChange::At(5) };
+    let impossible = |output: KvOutput| KvModel.impossible_from(&state, &KvInput::put("k", "x"), &output);
+    assert!(impossible(put_at(5)));
+    assert!(!impossible(put_at(6)));
+    assert!(!impossible(KvOutput::put()), "an unrecorded revision may be anything");
+    assert!(impossible(KvOutput::Cas { succeeded: false, revision: Some(4) }));
+    assert!(!impossible(KvOutput::Cas { succeeded: false, revision: Some(5) }));
+    assert!(impossible(get_at("a", 4)));
+    assert!(impossible(get_at("b", 5)), "the change at 5 wrote a, not b");
+    assert!(!impossible(get_at("a", 5)));
+    assert!(!impossible(get_at("b", 6)));
+    assert!(!impossible(KvOutput::Unknown));
+
+    let unrecorded = KvState { value: Some(b"a".to_vec()), last_change: LastChange::After(5) };
+    assert!(KvModel.impossible_from(&unrecorded, &KvInput::get("k"), &get_at("a", 5)));
+    assert!(!KvModel.impossible_from(&unrecorded, &KvInput::get("k"), &get_at("a", 6)));
+    assert_eq!(
+        KvModel.step(&unrecorded, &KvInput::get("k"), &get_at("a", 6)),
+        Some(KvState { value: Some(b"a".to_vec()), last_change: LastChange::At(6) })
+    );
+}
+
+#[test]
+fn a_read_may_not_report_a_revision_before_an_unrecorded_write() {
+    single_illegal(&[
+        done(0, KvInput::put("k", "a"), put_at(5), 0, 1),
+        done(0, KvInput::put("k", "b"), KvOutput::put(), 2, 3),
+        done(1, KvInput::get("k"), get_at("b", 4), 4, 5),
+    ]);
 }

@@ -7,9 +7,10 @@
 //!
 //! The history is first split by [`Model::partition`]: operations on different keys never constrain each
 //! other, so each key is searched alone (P-compositionality), which keeps the search small. Each
-//! partition is searched by [`search`]; the verdict is [`CheckResult`].
+//! partition is searched separately, within one [`Budget`]; the verdict is [`CheckResult`].
 
 mod search;
+mod taken;
 
 use crate::history::Operation;
 use search::SearchOutcome;
@@ -36,6 +37,15 @@ pub trait Model {
     /// cannot be the answer from `state`.
     fn step(&self, state: &Self::State, input: &Self::Input, output: &Self::Output) -> Option<Self::State>;
 
+    /// Whether `output` can never be the answer to `input`, from `state` or from any state the model can
+    /// reach from it. A search whose frontier holds such an operation abandons that prefix at once instead
+    /// of exploring everything until the operation's return. Answering `false` is always safe (the
+    /// default); answering `true` wrongly makes legal histories illegal.
+    fn impossible_from(&self, state: &Self::State, input: &Self::Input, output: &Self::Output) -> bool {
+        let _ = (state, input, output);
+        false
+    }
+
     /// The partition `input` belongs to.
     fn partition(&self, input: &Self::Input) -> Self::Partition;
 
@@ -53,8 +63,8 @@ pub enum CheckResult {
     /// At least one partition has none; each is explained. Partitions still undecided when the budget
     /// ran out are not listed.
     Illegal(Vec<IllegalPartition>),
-    /// The budget ran out before every partition was decided, and none decided so far is illegal. Holds
-    /// the names of the undecided partitions.
+    /// The [`Budget`] ran out before every partition was decided, and none decided so far is illegal.
+    /// Holds the names of the undecided partitions.
     Timeout(Vec<String>),
 }
 
@@ -78,7 +88,7 @@ impl Display for CheckResult {
             }
             CheckResult::Timeout(partitions) => write!(
                 formatter,
-                "unknown: the time budget ran out with {} partition(s) undecided: {}",
+                "unknown: the budget ran out with {} partition(s) undecided: {}",
                 partitions.len(),
                 partitions.join(", ")
             ),
@@ -113,13 +123,45 @@ impl Display for IllegalPartition {
 
 /// How many operations of the longest prefix an explanation shows, counting back from its end.
 const PREFIX_TAIL_SHOWN: usize = 10;
+/// How many of the operations that could have been next an explanation shows.
+const CANDIDATES_SHOWN: usize = 20;
 
-/// Checks whether `history` is linearizable with respect to `model`, giving up after `budget`.
+/// How long a check may run, and how much it may remember. A search that needs more gives an unknown
+/// verdict, [`CheckResult::Timeout`], rather than run for ever or exhaust the machine's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// For the whole check.
+    pub time: Duration,
+    /// The most configurations (set of operations taken, state) the search of one partition remembers;
+    /// each costs about a hundred bytes.
+    pub explored: usize,
+}
+
+impl Budget {
+    /// The default limit on remembered configurations: around a gigabyte.
+    pub const DEFAULT_EXPLORED: usize = 10_000_000;
+}
+
+/// A time budget, with the default limit on memory.
+impl From<Duration> for Budget {
+    fn from(time: Duration) -> Self {
+        Budget { time, explored: Budget::DEFAULT_EXPLORED }
+    }
+}
+
+/// Checks whether `history` is linearizable with respect to `model`, within `budget` (a [`Budget`], or
+/// a [`Duration`] for a time budget alone).
 ///
 /// # Panics
 /// When an operation returns before it is called: the recorder's clock is broken.
-pub fn check<M: Model>(model: &M, history: &[Operation<M::Input, M::Output>], budget: Duration) -> CheckResult {
-    let deadline = Instant::now().checked_add(budget).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+pub fn check<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+    budget: impl Into<Budget>,
+) -> CheckResult {
+    let budget = budget.into();
+    let started = Instant::now();
+    let deadline = started.checked_add(budget.time).unwrap_or(started + Duration::from_secs(86_400 * 365));
     for (index, op) in history.iter().enumerate() {
         assert!(
             op.return_or_infinity() >= op.call_time,
@@ -149,7 +191,7 @@ pub fn check<M: Model>(model: &M, history: &[Operation<M::Input, M::Output>], bu
             continue;
         }
         let operations: Vec<_> = indices.iter().map(|&index| &history[index]).collect();
-        match search::search(model, &operations, deadline) {
+        match search::search(model, &operations, deadline, budget.explored) {
             SearchOutcome::Linearizable => {}
             SearchOutcome::Timeout => undecided.push(model.describe_partition(key)),
             SearchOutcome::Illegal { longest, state_after } => {
@@ -180,11 +222,13 @@ fn explain<M: Model>(
     for &position in longest {
         taken[position] = true;
     }
-    let remaining: Vec<usize> = (0..indices.len()).filter(|&position| !taken[position]).map(|position| indices[position]).collect();
+    let remaining: Vec<usize> =
+        (0..indices.len()).filter(|&position| !taken[position]).map(|position| indices[position]).collect();
     // The remaining operation that returns first must take effect by then; everything called by that
     // time could have been next.
     let first_return = remaining.iter().map(|&index| history[index].return_or_infinity()).min().unwrap_or(u64::MAX);
-    let stuck: Vec<usize> = remaining.iter().copied().filter(|&index| history[index].call_time <= first_return).collect();
+    let stuck: Vec<usize> =
+        remaining.iter().copied().filter(|&index| history[index].call_time <= first_return).collect();
 
     let name = model.describe_partition(key);
     let mut text = format!(
@@ -200,15 +244,23 @@ fn explain<M: Model>(
     }
     text.push_str(&format!("  state after the prefix: {state_after:?}\n"));
     if first_return != u64::MAX {
-        text.push_str(&format!("  some operation must take effect by t={first_return}, but none of these can be next:\n"));
+        text.push_str(&format!(
+            "  some operation must take effect by t={first_return}, but none of these can be next:\n"
+        ));
     }
-    for &index in &stuck {
+    for &index in stuck.iter().take(CANDIDATES_SHOWN) {
         let op = &history[index];
         let why = match model.step(state_after, &op.input, &op.output) {
+            None if model.impossible_from(state_after, &op.input, &op.output) => {
+                "the model rejects this output from that state and from any later one".to_string()
+            }
             None => "the model rejects this output from that state".to_string(),
             Some(state) => format!("possible next (state {state:?}), but every continuation fails"),
         };
         text.push_str(&format!("  candidate:   {}: {why}\n", describe_operation(index, op)));
+    }
+    if stuck.len() > CANDIDATES_SHOWN {
+        text.push_str(&format!("  ... {} more candidate(s)\n", stuck.len() - CANDIDATES_SHOWN));
     }
     IllegalPartition {
         partition: name,

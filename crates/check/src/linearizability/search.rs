@@ -6,11 +6,14 @@
 //! and return from the list and starts again from the front; meeting a return means the operation that
 //! returns there was not taken in time, so the last choice is undone and the next candidate after it is
 //! tried. Lowe's cache remembers every (set of operations taken, state) pair already explored, since the
-//! rest of the search only depends on that pair.
+//! rest of the search only depends on that pair. When the model can tell that an operation which could be
+//! next will never be possible again ([`Model::impossible_from`]), the choice that led there is undone at
+//! once.
 //!
 //! The choices live on an explicit stack, so a history of any depth is searched without recursion.
 
 use super::Model;
+use super::taken::{CompactSet, TakenSet};
 use crate::history::Operation;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -20,8 +23,11 @@ pub(super) enum SearchOutcome<State> {
     Linearizable,
     /// No linearization exists. `longest` is the longest linearizable prefix found (positions in the
     /// partition's operation slice, in linearization order), and `state_after` the state it leads to.
-    Illegal { longest: Vec<usize>, state_after: State },
-    /// The deadline passed first.
+    Illegal {
+        longest: Vec<usize>,
+        state_after: State,
+    },
+    /// The deadline passed, or the cache grew to its limit, first.
     Timeout,
 }
 
@@ -33,17 +39,16 @@ pub(super) fn search<M: Model>(
     model: &M,
     operations: &[&Operation<M::Input, M::Output>],
     deadline: Instant,
+    max_explored: usize,
 ) -> SearchOutcome<M::State> {
     let mut list = EntryList::new(operations);
-    let bit_of = bit_positions(operations);
+    let (mut taken, bit_of) = TakenSet::for_operations(operations);
     let mut state = model.init();
-    let mut taken = Bitset::new(operations.len());
     // Each distinct state gets a number, so the cache holds a number rather than a copy of the state.
     let mut state_numbers: HashMap<M::State, usize> = HashMap::new();
     let mut explored: HashSet<(CompactSet, usize)> = HashSet::new();
     let mut choices: Vec<Choice<M::State>> = Vec::new();
-    let mut longest: Vec<usize> = Vec::new();
-    let mut longest_state = state.clone();
+    let mut deepest = DeepestDeadEnd { operations: Vec::new(), state: state.clone(), unchanged: 0 };
     let mut steps_until_clock = STEPS_BETWEEN_CLOCK_READS;
 
     let mut node = list.first();
@@ -51,7 +56,7 @@ pub(super) fn search<M: Model>(
         steps_until_clock -= 1;
         if steps_until_clock == 0 {
             steps_until_clock = STEPS_BETWEEN_CLOCK_READS;
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || explored.len() >= max_explored {
                 return SearchOutcome::Timeout;
             }
         }
@@ -69,26 +74,31 @@ pub(super) fn search<M: Model>(
                         }
                     };
                     if explored.insert((taken.compact(), number)) {
-                        choices.push(Choice { call_node: node, operation, state_before: state });
-                        state = next_state;
                         list.lift(node);
-                        node = list.first();
-                        continue;
+                        if !list.frontier_has(|other| {
+                            model.impossible_from(&next_state, &operations[other].input, &operations[other].output)
+                        }) {
+                            choices.push(Choice { call_node: node, operation, state_before: state });
+                            state = next_state;
+                            node = list.first();
+                            continue;
+                        }
+                        // A dead end too: one of the next candidates can never be taken.
+                        deepest.offer(&choices, Some(operation), &next_state);
+                        list.unlift(node);
                     }
                     taken.remove(bit_of[operation]);
                 }
                 node = list.next[node];
             }
             Entry::Return => {
-                // A dead end: remember it if it is the deepest so far (every deepest prefix ends in one).
-                if choices.len() > longest.len() {
-                    longest = choices.iter().map(|choice| choice.operation).collect();
-                    longest_state = state.clone();
-                }
-                // The operation returning here was never taken: undo the last choice, try the next call.
+                // A dead end: the operation returning here was never taken. Undo the last choice and try
+                // the next call after it.
+                deepest.offer(&choices, None, &state);
                 let Some(choice) = choices.pop() else {
-                    return SearchOutcome::Illegal { longest, state_after: longest_state };
+                    return SearchOutcome::Illegal { longest: deepest.operations, state_after: deepest.state };
                 };
+                deepest.unchanged = deepest.unchanged.min(choices.len());
                 state = choice.state_before;
                 taken.remove(bit_of[choice.operation]);
                 list.unlift(choice.call_node);
@@ -100,17 +110,29 @@ pub(super) fn search<M: Model>(
     SearchOutcome::Linearizable
 }
 
-/// Each operation's bit in the set of taken operations: returned operations in call order, then the
-/// unfinished ones. The operations taken so far are then mostly a run of ones followed by zeros, which
-/// [`Bitset::compact`] stores in a few words.
-fn bit_positions<Input, Output>(operations: &[&Operation<Input, Output>]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..operations.len()).collect();
-    order.sort_by_key(|&operation| (operations[operation].return_time.is_none(), operations[operation].call_time));
-    let mut bit_of = vec![0; operations.len()];
-    for (bit, operation) in order.into_iter().enumerate() {
-        bit_of[operation] = bit;
+/// The deepest dead end found so far: the longest linearizable prefix, for the explanation.
+struct DeepestDeadEnd<State> {
+    operations: Vec<usize>,
+    state: State,
+    /// How many choices at the bottom of the stack are the same as when the dead end was recorded; only
+    /// the rest is copied when a new one is recorded.
+    unchanged: usize,
+}
+
+impl<State: Clone> DeepestDeadEnd<State> {
+    /// Records the dead end after `choices` (and `extra`, when taking it made a candidate impossible)
+    /// if it is at least as deep as the deepest so far. Among equally deep ones the last found wins: it
+    /// comes after more wrong choices were undone, so it tends to point at the real culprit.
+    fn offer(&mut self, choices: &[Choice<State>], extra: Option<usize>, state: &State) {
+        if choices.len() + usize::from(extra.is_some()) < self.operations.len() {
+            return;
+        }
+        self.operations.truncate(self.unchanged);
+        self.operations.extend(choices[self.unchanged..].iter().map(|choice| choice.operation));
+        self.operations.extend(extra);
+        self.unchanged = choices.len();
+        self.state = state.clone();
     }
-    bit_of
 }
 
 /// One operation taken into the linearization, with what is needed to take it back.
@@ -138,7 +160,7 @@ struct EntryList {
 
 impl EntryList {
     fn new<Input, Output>(operations: &[&Operation<Input, Output>]) -> Self {
-        // (time, returns after calls at the same instant, operation, is a return)
+        // (time, 0 for a call or 1 for a return, operation)
         let mut events: Vec<(u64, u8, usize)> = Vec::with_capacity(operations.len() * 2);
         for (index, op) in operations.iter().enumerate() {
             events.push((op.call_time, 0, index));
@@ -180,20 +202,28 @@ impl EntryList {
         self.next[0] == self.entries.len() - 1
     }
 
+    /// Whether an operation called before the first return (one that could be next) passes `test`.
+    fn frontier_has(&self, mut test: impl FnMut(usize) -> bool) -> bool {
+        let mut node = self.first();
+        while let Entry::Call { operation, .. } = self.entries[node] {
+            if test(operation) {
+                return true;
+            }
+            node = self.next[node];
+        }
+        false
+    }
+
     /// Takes a call and its return out of the list.
     fn lift(&mut self, call_node: usize) {
-        let Entry::Call { return_node, .. } = self.entries[call_node] else {
-            unreachable!("only calls are lifted")
-        };
+        let Entry::Call { return_node, .. } = self.entries[call_node] else { unreachable!("only calls are lifted") };
         self.unlink(call_node);
         self.unlink(return_node);
     }
 
     /// Puts back what [`EntryList::lift`] took out; lifts are undone in the reverse order.
     fn unlift(&mut self, call_node: usize) {
-        let Entry::Call { return_node, .. } = self.entries[call_node] else {
-            unreachable!("only calls are lifted")
-        };
+        let Entry::Call { return_node, .. } = self.entries[call_node] else { unreachable!("only calls are lifted") };
         self.relink(return_node);
         self.relink(call_node);
     }
@@ -209,41 +239,6 @@ impl EntryList {
         self.next[previous] = node;
         self.previous[next] = node;
     }
-}
-
-/// The set of operations taken so far, one bit per operation of the partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Bitset {
-    words: Vec<u64>,
-}
-
-impl Bitset {
-    fn new(bits: usize) -> Self {
-        Bitset { words: vec![0; bits.div_ceil(64)] }
-    }
-
-    fn insert(&mut self, bit: usize) {
-        self.words[bit / 64] |= 1 << (bit % 64);
-    }
-
-    fn remove(&mut self, bit: usize) {
-        self.words[bit / 64] &= !(1 << (bit % 64));
-    }
-
-    /// The same set without its leading all-ones words and trailing all-zeros words, for the cache.
-    fn compact(&self) -> CompactSet {
-        let start = self.words.iter().position(|&word| word != u64::MAX).unwrap_or(self.words.len());
-        let end = self.words.iter().rposition(|&word| word != 0).map_or(start, |last| (last + 1).max(start));
-        CompactSet { full_words: start, words: self.words[start..end].into() }
-    }
-}
-
-/// A [`Bitset`] of known length as its count of leading all-ones words and the words after them, up to
-/// the last one with a bit set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct CompactSet {
-    full_words: usize,
-    words: Box<[u64]>,
 }
 
 #[cfg(test)]
@@ -273,26 +268,5 @@ mod tests {
         list.unlift(1);
         list.unlift(2);
         assert_eq!(order(&list), vec![1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn bitset_sets_and_clears_bits_across_words() {
-        let mut bits = Bitset::new(130);
-        bits.insert(0);
-        bits.insert(129);
-        assert_eq!(bits.words, vec![1, 0, 2]);
-        bits.remove(0);
-        assert_eq!(bits.words, vec![0, 0, 2]);
-    }
-
-    #[test]
-    fn compact_sets_drop_full_and_empty_words() {
-        let mut bits = Bitset::new(256);
-        assert_eq!(bits.compact(), CompactSet { full_words: 0, words: Box::new([]) });
-        (0..64).for_each(|bit| bits.insert(bit));
-        bits.insert(130);
-        assert_eq!(bits.compact(), CompactSet { full_words: 1, words: Box::new([0, 4]) });
-        (64..256).for_each(|bit| bits.insert(bit));
-        assert_eq!(bits.compact(), CompactSet { full_words: 4, words: Box::new([]) });
     }
 }

@@ -33,15 +33,28 @@ fn an_exhausted_budget_gives_an_unknown_verdict() {
     );
 }
 
+/// Forty concurrent puts and a concurrent read of a value never written: every order of the puts is
+/// explored before the search could conclude.
+fn forty_concurrent_puts_and_an_impossible_read() -> Vec<KvOperation> {
+    let mut history = vec![Operation::completed(0, KvInput::put("k", "a"), KvOutput::put(), 0, 1)];
+    for client in 1..=40 {
+        history.push(Operation::completed(
+            client,
+            KvInput::put("k", client.to_string().as_str()),
+            KvOutput::put(),
+            2,
+            100,
+        ));
+    }
+    history.push(Operation::completed(99, KvInput::get("k"), KvOutput::get(Some(b"never")), 2, 100));
+    history
+}
+
 #[test]
 fn the_budget_is_enforced_inside_a_search() {
     // Many concurrent reads of a value never written: every order of them is explored before the
     // search could give up, far more than a millisecond's work.
-    let mut history = vec![Operation::completed(0, KvInput::put("k", "a"), KvOutput::put(), 0, 1)];
-    for client in 1..=40 {
-        history.push(Operation::completed(client, KvInput::put("k", client.to_string().as_str()), KvOutput::put(), 2, 100));
-    }
-    history.push(Operation::completed(99, KvInput::get("k"), KvOutput::get(Some(b"never")), 2, 100));
+    let history = forty_concurrent_puts_and_an_impossible_read();
     let started = Instant::now();
     let result = check(&KvModel, &history, Duration::from_millis(50));
     assert!(matches!(result, CheckResult::Timeout(_)), "{result}");
@@ -55,7 +68,13 @@ fn an_illegal_partition_is_reported_even_when_another_times_out() {
         Operation::completed(0, KvInput::get("bad"), KvOutput::get(None), 2, 3),
     ];
     for client in 1..=40 {
-        history.push(Operation::completed(client, KvInput::put("slow", client.to_string().as_str()), KvOutput::put(), 2, 100));
+        history.push(Operation::completed(
+            client,
+            KvInput::put("slow", client.to_string().as_str()),
+            KvOutput::put(),
+            2,
+            100,
+        ));
     }
     history.push(Operation::completed(99, KvInput::get("slow"), KvOutput::get(Some(b"never")), 2, 100));
     match check(&KvModel, &history, Duration::from_millis(50)) {
@@ -90,4 +109,13 @@ fn operations_that_touch_in_time_count_as_concurrent() {
 fn an_operation_returning_before_its_call_is_refused() {
     let history: Vec<KvOperation> = vec![Operation::completed(0, KvInput::get("k"), KvOutput::get(None), 5, 4)];
     check(&KvModel, &history, Duration::from_secs(1));
+}
+
+#[test]
+fn a_memory_budget_gives_an_unknown_verdict() {
+    let history = forty_concurrent_puts_and_an_impossible_read();
+    let budget = Budget { time: Duration::from_secs(600), explored: 10_000 };
+    let started = Instant::now();
+    assert_eq!(check(&KvModel, &history, budget), CheckResult::Timeout(vec!["key \"k\"".to_string()]));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

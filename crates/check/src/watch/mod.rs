@@ -59,7 +59,14 @@ pub enum WatchViolation {
     /// An event the watcher did not ask for: a key outside its prefix, or a revision before its start.
     OutsideFilter { watcher: String, position: usize, revision: i64, key: Vec<u8> },
     /// Two sources (watchers, or the acknowledged writes) disagree about a change.
-    Disagreement { revision: i64, key: Vec<u8>, first_source: String, first: Change, second_source: String, second: Change },
+    Disagreement {
+        revision: i64,
+        key: Vec<u8>,
+        first_source: String,
+        first: Change,
+        second_source: String,
+        second: Change,
+    },
     /// A watcher's event differs from the acknowledged write at the same revision and key.
     WriteMismatch { watcher: String, revision: i64, key: Vec<u8>, acknowledged: Change, delivered: Change },
     /// A change inside the watcher's range that the watcher never received.
@@ -84,7 +91,8 @@ pub fn check_watches(acknowledged: &[Event], watchers: &[WatchStream]) -> Result
         .map(|event| (event, ACKNOWLEDGED))
         .chain(watchers.iter().flat_map(|watcher| watcher.events.iter().map(|event| (event, watcher.name.as_str()))));
     for (event, source) in sources {
-        let (known, known_source) = *union.entry((event.revision, event.key.as_slice())).or_insert((&event.change, source));
+        let (known, known_source) =
+            *union.entry((event.revision, event.key.as_slice())).or_insert((&event.change, source));
         if *known == event.change {
             continue;
         }
@@ -113,7 +121,8 @@ pub fn check_watches(acknowledged: &[Event], watchers: &[WatchStream]) -> Result
             continue;
         };
         let from = watcher.start_revision.unwrap_or(watcher.events[0].revision);
-        let received: HashSet<(i64, &[u8])> = watcher.events.iter().map(|event| (event.revision, event.key.as_slice())).collect();
+        let received: HashSet<(i64, &[u8])> =
+            watcher.events.iter().map(|event| (event.revision, event.key.as_slice())).collect();
         let range = union.range((from, &[][..])..).take_while(|((revision, _), _)| *revision <= last);
         for (&(revision, key), &(change, source)) in range {
             if key.starts_with(&watcher.prefix) && !received.contains(&(revision, key)) {
@@ -128,6 +137,16 @@ pub fn check_watches(acknowledged: &[Event], watchers: &[WatchStream]) -> Result
         }
     }
     if violations.is_empty() { Ok(()) } else { Err(violations) }
+}
+
+/// Every change known to have happened, once each, in (revision, key) order: the acknowledged writes and
+/// every watcher's events. Where sources disagree the first one wins; [`check_watches`] reports that.
+pub fn observed_changes(acknowledged: &[Event], watchers: &[WatchStream]) -> Vec<Event> {
+    let mut union: BTreeMap<(i64, &[u8]), &Event> = BTreeMap::new();
+    for event in acknowledged.iter().chain(watchers.iter().flat_map(|watcher| &watcher.events)) {
+        union.entry((event.revision, event.key.as_slice())).or_insert(event);
+    }
+    union.into_values().cloned().collect()
 }
 
 /// The checks that need only one stream: order, duplicates, and the watcher's filter.

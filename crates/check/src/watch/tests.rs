@@ -52,14 +52,18 @@ fn a_missed_event_is_a_gap() {
             known_from: ACKNOWLEDGED.into(),
         }]
     );
-    assert_eq!(found[0].to_string(), "w: missed put \"2\" of key \"a\" at revision 5 (known from the acknowledged writes)");
+    assert_eq!(
+        found[0].to_string(),
+        "w: missed put \"2\" of key \"a\" at revision 5 (known from the acknowledged writes)"
+    );
 }
 
 #[test]
 fn a_change_only_another_watcher_saw_is_a_gap_too() {
     let seen = vec![Event::put(2, "a", "1"), Event::put(3, "x", "9"), Event::put(6, "b", "2")];
     let missed = vec![Event::put(2, "a", "1"), Event::put(6, "b", "2")];
-    let found = check_watches(&[], &[watcher("seen", "", Some(2), seen), watcher("missed", "", Some(2), missed)]).unwrap_err();
+    let found =
+        check_watches(&[], &[watcher("seen", "", Some(2), seen), watcher("missed", "", Some(2), missed)]).unwrap_err();
     assert_eq!(
         found,
         vec![WatchViolation::Gap {
@@ -118,7 +122,8 @@ fn events_out_of_revision_order_are_reported() {
 fn watchers_that_disagree_are_reported() {
     let first = vec![Event::put(10, "x", "1")];
     let second = vec![Event::delete(10, "x")];
-    let found = check_watches(&[], &[watcher("first", "", None, first), watcher("second", "", None, second)]).unwrap_err();
+    let found =
+        check_watches(&[], &[watcher("first", "", None, first), watcher("second", "", None, second)]).unwrap_err();
     assert_eq!(
         found,
         vec![WatchViolation::Disagreement {
@@ -156,4 +161,12 @@ fn events_outside_the_watchers_filter_are_reported() {
     assert!(matches!(&found[0], WatchViolation::OutsideFilter { position: 1, revision: 3, .. }), "{found:?}");
     // The gap check skips key b, outside the prefix: the misdelivery is the only violation.
     assert_eq!(found.len(), 1, "{found:?}");
+}
+
+#[test]
+fn observed_changes_are_the_union_in_revision_order() {
+    let late = watcher("late", "", None, vec![Event::put(7, "d", "1"), Event::put(6, "b", "2")]);
+    let mut expected = acknowledged();
+    expected.push(Event::put(7, "d", "1"));
+    assert_eq!(observed_changes(&acknowledged()[3..], &[watcher("all", "", None, acknowledged()), late]), expected);
 }
