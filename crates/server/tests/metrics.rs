@@ -95,6 +95,7 @@ async fn counters_after_a_known_workload_match_etcd_and_gauges_match_status() {
         let revision = client.get("m5", None).await.unwrap().header().unwrap().revision();
         assert_eq!(value(&samples, "etcd_debugging_mvcc_current_revision", &[]), revision as f64, "{}", server.endpoint);
         assert_eq!(value(&samples, "etcd_mvcc_db_total_size_in_bytes", &[]), status.db_size() as f64, "{}", server.endpoint);
+        assert_eq!(value(&samples, "etcd_debugging_mvcc_db_total_size_in_bytes", &[]), status.db_size() as f64, "{}", server.endpoint);
         assert_eq!(value(&samples, "etcd_server_has_leader", &[]), 1.0);
         assert_eq!(value(&samples, "etcd_server_is_leader", &[]), 1.0);
         assert_eq!(value(&samples, "etcd_server_quota_backend_bytes", &[]), 2.0 * 1024.0 * 1024.0 * 1024.0);

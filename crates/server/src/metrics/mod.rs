@@ -50,6 +50,9 @@ pub struct Metrics {
     pub defrag_inflight: Gauge,
     // The MVCC store.
     pub db_total_size: Gauge,
+    /// etcd 3.4 still exports the size under its old name too, which older dashboards use.
+    pub debugging_db_total_size: Gauge,
+    pub cluster_version: Family<Labels, Gauge>,
     pub db_size_in_use: Gauge,
     pub quota_backend_bytes: Gauge,
     pub keys: Gauge,
@@ -126,6 +129,8 @@ impl Metrics {
             snapshot_duration: Histogram::new(exponential_buckets(0.01, 2.0, 17)),
             defrag_inflight: Gauge::default(),
             db_total_size: Gauge::default(),
+            debugging_db_total_size: Gauge::default(),
+            cluster_version: Family::default(),
             db_size_in_use: Gauge::default(),
             quota_backend_bytes: Gauge::default(),
             keys: Gauge::default(),
@@ -182,6 +187,12 @@ impl Metrics {
         r.register("etcd_disk_backend_snapshot_duration_seconds", "The latency distribution of backend snapshots", self.snapshot_duration.clone());
         r.register("etcd_disk_defrag_inflight", "Whether or not defrag is active on the member. 1 means active, 0 means not", self.defrag_inflight.clone());
         r.register("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes", self.db_total_size.clone());
+        r.register(
+            "etcd_debugging_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes",
+            self.debugging_db_total_size.clone(),
+        );
+        r.register("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", self.cluster_version.clone());
         r.register("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes", self.db_size_in_use.clone());
         r.register("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes", self.quota_backend_bytes.clone());
         r.register("etcd_debugging_mvcc_keys_total", "Total number of keys", self.keys.clone());
@@ -222,6 +233,10 @@ pub async fn render(shared: &Shared) -> String {
         .get_or_create(&label("server_version", crate::grpc::maintenance::ETCD_API_VERSION))
         .set(1);
     metrics.db_total_size.set(shared.backend.file_size() as i64);
+    metrics.debugging_db_total_size.set(shared.backend.file_size() as i64);
+    let api = crate::grpc::maintenance::ETCD_API_VERSION;
+    let minor = api.rsplit_once('.').map_or(api, |(major_minor, _)| major_minor);
+    metrics.cluster_version.get_or_create(&label("cluster_version", minor)).set(1);
     metrics.db_size_in_use.set(shared.size_in_use().await);
     metrics.quota_backend_bytes.set(shared.quota.map_or(0, |quota| quota as i64));
     if let Ok(view) = shared.read_view() {

@@ -31,6 +31,8 @@ const PEER_QUEUE: usize = 1024;
 const BATCH_MESSAGES: usize = 256;
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the Raft thread hands over: messages go to per-peer queues.
 pub struct PeerTransport {
@@ -105,7 +107,14 @@ async fn send_loop(
             tracing::error!(%url, "peer URL is not usable");
             return;
         };
-        let endpoint = endpoint.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true);
+        // HTTP/2 pings find a link that went silent (a partition drops packets without a reset) within a
+        // few seconds; the stream then breaks and reconnects, rather than waiting on TCP's retransmissions.
+        let endpoint = endpoint
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         let channel = match endpoint.connect().await {
             Ok(channel) => channel,
             Err(error) => {
