@@ -240,7 +240,7 @@ impl Drop for Cluster {
 /// (member id, leader id) from the member's Status, within a second.
 pub async fn status(url: &str) -> Option<(u64, u64)> {
     let attempt = async {
-        let channel = tonic::transport::Endpoint::from_shared(url.to_string()).ok()?.connect_timeout(Duration::from_millis(500)).connect().await.ok()?;
+        let channel = crate::workload::connect(url).await?;
         let status = MaintenanceClient::new(channel).status(StatusRequest {}).await.ok()?.into_inner();
         Some((status.header?.member_id, status.leader))
     };

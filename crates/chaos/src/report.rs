@@ -51,8 +51,7 @@ pub async fn follow_leaders(urls: Vec<String>, log: Arc<LeaderLog>, stop: Arc<At
 pub async fn final_reads(urls: &[String], keys: usize, recorder: &Recorder) -> anyhow::Result<i64> {
     for _ in 0..50 {
         for url in urls {
-            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else { continue };
-            let Ok(channel) = endpoint.connect().await else { continue };
+            let Some(channel) = workload::connect(url).await else { continue };
             let mut kv = KvClient::new(channel);
             let mut revision = 0;
             let mut reads = Vec::new();
@@ -96,7 +95,7 @@ pub async fn converged(urls: &[String], revision: i64) -> Result<(), String> {
         let mut answer = None;
         for _ in 0..100 {
             let attempt = async {
-                let channel = tonic::transport::Endpoint::from_shared(url.clone()).ok()?.connect().await.ok()?;
+                let channel = workload::connect(url).await?;
                 MaintenanceClient::new(channel).hash_kv(HashKvRequest { revision }).await.ok().map(|reply| reply.into_inner())
             };
             if let Ok(Some(reply)) = tokio::time::timeout(Duration::from_secs(2), attempt).await {

@@ -54,7 +54,8 @@ pub fn key(index: usize) -> Vec<u8> {
     format!("{PREFIX}k{index}").into_bytes()
 }
 
-async fn connect(url: &str) -> Option<Channel> {
+/// A connection to a member, or None within about two seconds.
+pub async fn connect(url: &str) -> Option<Channel> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).ok()?.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true);
     tokio::time::timeout(Duration::from_secs(2), endpoint.connect()).await.ok()?.ok()
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Cluster, free_port};
+use common::{Cluster, free_port, try_http_get};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,20 +61,11 @@ impl Prometheus {
     }
 
     /// GET on Prometheus' HTTP API; the JSON answer (None until the server answers).
-    /// (HTTP/1.0, so that the answer is never chunked.)
     fn api(&self, path_and_query: &str) -> Option<serde_json::Value> {
-        use std::io::{Read, Write};
-        let address = self.url.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(stream, "GET {path_and_query} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let (head, body) = response.split_once("\r\n\r\n")?;
-        if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-            return None;
+        match try_http_get(&self.url, path_and_query)? {
+            (200, body) => serde_json::from_str(&body).ok(),
+            _ => None,
         }
-        serde_json::from_str(body).ok()
     }
 }
 

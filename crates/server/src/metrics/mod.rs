@@ -264,16 +264,16 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// holds more than one operation; its operations count one by one).
 pub fn count_applied(response: &keel_state::Response) {
     use keel_state::Response;
-    let metrics = get();
     match response {
-        Response::Put(_) => metrics.puts.inc(),
-        Response::DeleteRange(_) => metrics.deletes.inc(),
-        Response::Txn(txn) => {
-            count_txn(&txn.responses);
-            0
+        Response::Put(_) => {
+            get().puts.inc();
         }
-        _ => 0,
-    };
+        Response::DeleteRange(_) => {
+            get().deletes.inc();
+        }
+        Response::Txn(txn) => count_txn(&txn.responses),
+        _ => {}
+    }
 }
 
 /// Counts a transaction's operations, and the transaction itself when it holds more than one.

@@ -293,18 +293,23 @@ pub fn keelctl_run(arguments: &[&str]) -> String {
     stdout
 }
 
-/// GET `path` over HTTP/1.1; returns the status code and the body.
+/// GET `path`; returns the status code and the body.
 pub fn http_get(endpoint: &str, path: &str) -> (u16, String) {
+    try_http_get(endpoint, path).unwrap_or_else(|| panic!("GET {path} from {endpoint} failed"))
+}
+
+/// GET `path` over HTTP/1.0 (so that the answer is never chunked); None when the server cannot be read.
+pub fn try_http_get(endpoint: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let address = endpoint.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
-    (status, body)
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok())?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())?;
+    Some((status, body))
 }
 
 /// What a cluster member will be started with.

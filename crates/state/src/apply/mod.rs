@@ -150,6 +150,7 @@ impl StateMachine {
             }
             view.write_meta(meta::APPLIED_INDEX, last_index)?;
             view.write_meta(meta::APPLIED_TERM, last_term)?;
+            view.store_live_keys()?;
             outcome.changes = view.take_changes();
             outcome.lease_changes = view.take_lease_changes();
             self.state.revision = view.revision();

@@ -128,10 +128,7 @@ impl ReadView {
 
     /// Keys with a current value (etcd's `etcd_debugging_mvcc_keys_total`), kept up to date by the writes.
     pub fn key_count(&self) -> Result<u64, StateError> {
-        if self.meta.get(meta::LIVE_KEYS)?.is_some() {
-            return backend::read_u64(&self.meta, meta::LIVE_KEYS);
-        }
-        count_live_keys(&self.tables)
+        Ok(live_keys(&self.meta, &self.tables)?.0)
     }
 
     /// What every member published about itself.
@@ -212,18 +209,26 @@ impl Reader for ReadView {
     }
 }
 
-/// Counts the keys with a current value, by a scan of the index.
-fn count_live_keys<I, K>(tables: &Tables<I, K>) -> Result<u64, StateError>
+/// The keys with a current value, and whether that count is stored: files written before the count
+/// existed are counted by a scan of the index.
+fn live_keys<I, K>(
+    meta_table: &impl ReadableTable<&'static str, &'static [u8]>,
+    tables: &Tables<I, K>,
+) -> Result<(u64, Option<u64>), StateError>
 where
     I: ReadableTable<&'static [u8], &'static [u8]>,
     K: ReadableTable<(u64, u64), &'static [u8]>,
 {
+    if meta_table.get(meta::LIVE_KEYS)?.is_some() {
+        let stored = backend::read_u64(meta_table, meta::LIVE_KEYS)?;
+        return Ok((stored, Some(stored)));
+    }
     let mut live = 0;
     tables.scan(KeySpan::Range { start: &[], end: None }, &mut |_, index| {
         live += u64::from(index.current().is_some());
         Ok(true)
     })?;
-    Ok(live)
+    Ok((live, None))
 }
 
 /// The apply step's view: changes go into one backend write transaction. Changes made between
@@ -241,36 +246,29 @@ pub struct WriteView<'t> {
     next_sub: i64,
     pub(super) compact_revision: i64,
     changes: Vec<Change>,
-    /// Keys with a current value, as of the changes made so far (stored at each request's end).
+    /// Keys with a current value, as of the changes made so far, and as stored (see `store_live_keys`).
     live_keys: u64,
-    live_keys_stored: u64,
+    live_keys_stored: Option<u64>,
 }
 
 impl<'t> WriteView<'t> {
     pub fn open(transaction: &'t WriteTransaction) -> Result<Self, StateError> {
         let meta_table = transaction.open_table(META)?;
+        let tables = Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? };
+        let (live_keys, live_keys_stored) = live_keys(&meta_table, &tables)?;
         Ok(WriteView {
             committed: backend::read_u64(&meta_table, meta::REVISION)? as i64,
             compact_revision: backend::read_i64_or(&meta_table, meta::COMPACT_REVISION, NEVER_COMPACTED)?,
             meta: meta_table,
-            tables: Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? },
+            tables,
             leases: transaction.open_table(LEASES)?,
             lease_keys: transaction.open_table(LEASE_KEYS)?,
             members: transaction.open_table(MEMBERS)?,
             lease_changes: Vec::new(),
             next_sub: 0,
             changes: Vec::new(),
-            live_keys: 0,
-            live_keys_stored: u64::MAX,
-        })
-        .and_then(|mut view| {
-            if view.meta.get(meta::LIVE_KEYS)?.is_some() {
-                view.live_keys = backend::read_u64(&view.meta, meta::LIVE_KEYS)?;
-                view.live_keys_stored = view.live_keys;
-            } else {
-                view.live_keys = count_live_keys(&view.tables)?;
-            }
-            Ok(view)
+            live_keys,
+            live_keys_stored,
         })
     }
 
@@ -389,9 +387,14 @@ impl<'t> WriteView<'t> {
             self.next_sub = 0;
             backend::write_u64(&mut self.meta, meta::REVISION, self.committed as u64)?;
         }
-        if self.live_keys != self.live_keys_stored {
+        Ok(())
+    }
+
+    /// Stores the live-key count if the batch changed it (once per batch, with the applied index).
+    pub(crate) fn store_live_keys(&mut self) -> Result<(), StateError> {
+        if self.live_keys_stored != Some(self.live_keys) {
             backend::write_u64(&mut self.meta, meta::LIVE_KEYS, self.live_keys)?;
-            self.live_keys_stored = self.live_keys;
+            self.live_keys_stored = Some(self.live_keys);
         }
         Ok(())
     }
