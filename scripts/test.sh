@@ -26,4 +26,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# One build, run once: incremental-compilation caches would only take disk (about 2 GB).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 exec cargo test --workspace --locked "$@"
