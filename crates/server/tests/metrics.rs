@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::{Cluster, Server, http_get};
+use common::{Cluster, Server, http_get, http_get_accepting};
 use etcd_client::{Client, Compare, CompareOp, DeleteOptions, Txn, TxnOp};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// One sample: the metric name, its labels as written, and its value.
@@ -192,4 +193,149 @@ async fn a_cluster_reports_peer_round_trips_bytes_and_one_leader() {
     let health = tokio::task::spawn_blocking(move || http_get(&metrics_url, "/health")).await.unwrap();
     assert_eq!(health, (200, r#"{"health":"true"}"#.to_string()));
     drop(single);
+}
+
+/// The families the issue names, as etcd's text format declares them (the peer ones need a cluster).
+const FAMILIES: [&str; 24] = [
+    "etcd_server_has_leader",
+    "etcd_server_is_leader",
+    "etcd_server_leader_changes_seen_total",
+    "etcd_server_proposals_committed_total",
+    "etcd_server_proposals_applied_total",
+    "etcd_server_proposals_pending",
+    "etcd_server_proposals_failed_total",
+    "etcd_disk_wal_fsync_duration_seconds",
+    "etcd_disk_backend_commit_duration_seconds",
+    "etcd_mvcc_db_total_size_in_bytes",
+    "etcd_mvcc_db_total_size_in_use_in_bytes",
+    "etcd_server_quota_backend_bytes",
+    "etcd_mvcc_put_total",
+    "etcd_mvcc_delete_total",
+    "etcd_mvcc_range_total",
+    "etcd_mvcc_txn_total",
+    "etcd_debugging_mvcc_keys_total",
+    "grpc_server_handled_total",
+    "grpc_server_started_total",
+    "etcd_server_slow_apply_total",
+    "etcd_server_heartbeat_send_failures_total",
+    "process_resident_memory_bytes",
+    "process_cpu_seconds_total",
+    "etcd_network_client_grpc_sent_bytes_total",
+];
+
+/// The families a text exposition declares (`# TYPE` lines), with their types.
+fn families(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '))
+        .map(|(name, kind)| (name.to_string(), kind.to_string()))
+        .collect()
+}
+
+/// Sample lines that do not belong to the family declared above them, as the text format 0.0.4 requires:
+/// the family's own name, or with `_bucket`, `_sum` or `_count` for a histogram or summary.
+fn undeclared_samples(text: &str) -> Vec<String> {
+    let mut family = ("", "");
+    let mut stray = Vec::new();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        if let Some(declared) = line.strip_prefix("# TYPE ") {
+            family = declared.split_once(' ').unwrap_or((declared, ""));
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let name = line.split(['{', ' ']).next().unwrap_or("");
+        let suffix = name.strip_prefix(family.0);
+        let belongs = match (suffix, family.1) {
+            (Some(""), _) => true,
+            (Some("_bucket" | "_sum" | "_count"), "histogram") | (Some("_sum" | "_count"), "summary") => true,
+            _ => false,
+        };
+        if !belongs {
+            stray.push(line.to_string());
+        }
+    }
+    stray
+}
+
+/// promtool's findings on a text exposition: (parse errors, lint problems by family).
+fn promtool_findings(text: &str) -> (Vec<String>, BTreeSet<String>) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let errors = printed.lines().filter(|line| line.contains("error")).map(str::to_string).collect();
+    let problems = printed.lines().filter(|line| !line.contains("error")).map(str::to_string).collect();
+    (errors, problems)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_exposition_is_etcds_text_format_unless_openmetrics_is_asked_for() {
+    let (etcd, keel) = tokio::task::spawn_blocking(|| (Server::etcd(&[]), Server::keel(&[]))).await.unwrap();
+    let mut expositions = Vec::new();
+    for server in [&etcd, &keel] {
+        let mut client = server.client().await;
+        client.put("exposition", "v", None).await.unwrap();
+        client.get("exposition", None).await.unwrap();
+        let endpoint = server.endpoint.clone();
+        // What curl and most scripts send.
+        let exposition = tokio::task::spawn_blocking(move || http_get_accepting(&endpoint, "/metrics", "*/*")).await.unwrap();
+        assert_eq!(exposition.0, 200, "{}", server.endpoint);
+        expositions.push(exposition);
+    }
+    let [(_, etcd_type, etcd_text), (_, keel_type, keel_text)] = &expositions[..] else { unreachable!() };
+    assert_eq!(keel_type, etcd_type, "Content-Type of /metrics (keel, etcd)");
+
+    // The same families, under the same names, of the same types.
+    let (etcd_families, keel_families) = (families(etcd_text), families(keel_text));
+    for name in FAMILIES {
+        assert!(etcd_families.contains_key(name), "etcd declares no {name}: the reference changed");
+        assert_eq!(keel_families.get(name), etcd_families.get(name), "{name}: type (keel, etcd)");
+    }
+    let differing: Vec<_> = keel_families
+        .iter()
+        .filter(|(name, kind)| etcd_families.get(*name).is_some_and(|reference| reference != *kind))
+        .collect();
+    assert!(differing.is_empty(), "families whose type differs from etcd's: {differing:?}");
+    let shared = keel_families.keys().filter(|name| etcd_families.contains_key(*name)).count();
+    println!("families: keel {}, etcd {}, both {shared}", keel_families.len(), etcd_families.len());
+
+    // Every sample sits under its family's declaration, as in etcd's own output.
+    assert_eq!(undeclared_samples(etcd_text), Vec::<String>::new(), "etcd's own exposition: the check is wrong");
+    assert_eq!(undeclared_samples(keel_text), Vec::<String>::new(), "Keel's samples outside their family");
+    assert!(!keel_text.contains("# EOF") && !keel_text.contains("# UNIT"), "OpenMetrics-only lines in the text format");
+
+    // Prometheus's own parser reads it; its lint finds nothing about shared families that it does not find in
+    // etcd's too (etcd's names break a few naming rules, and Keel keeps etcd's names).
+    let (etcd_errors, etcd_problems) = promtool_findings(etcd_text);
+    let (keel_errors, keel_problems) = promtool_findings(keel_text);
+    assert!(etcd_errors.is_empty(), "promtool on etcd's exposition: {etcd_errors:?}");
+    assert!(keel_errors.is_empty(), "promtool cannot parse Keel's exposition: {keel_errors:?}");
+    let own: Vec<_> = keel_problems
+        .iter()
+        .filter(|problem| {
+            let family = problem.split(' ').next().unwrap_or("");
+            etcd_families.contains_key(family) && !etcd_problems.contains(*problem)
+        })
+        .collect();
+    assert!(own.is_empty(), "promtool finds problems in Keel's families that etcd's do not have: {own:?}");
+
+    // Prometheus asks for OpenMetrics first, and gets it: the same samples, `# EOF` last.
+    let endpoint = keel.endpoint.clone();
+    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (status, content_type, openmetrics) =
+        tokio::task::spawn_blocking(move || http_get_accepting(&endpoint, "/metrics", accept)).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    assert!(openmetrics.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    let names = |text: &str| parse(text).into_iter().map(|sample| sample.name).collect::<BTreeSet<_>>();
+    assert_eq!(names(&openmetrics), names(keel_text), "the two formats carry the same samples");
 }

@@ -10,7 +10,7 @@
 use crate::grpc::Shared;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::get;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,9 +55,16 @@ async fn health(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl axum::response::IntoResponse {
+/// OpenMetrics for scrapers that ask for it (Prometheus does), etcd's text format 0.0.4 for the rest.
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> impl axum::response::IntoResponse {
+    use crate::metrics::format;
     let text = crate::metrics::render(&shared).await;
-    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text)
+    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok());
+    if format::wants_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, format::OPENMETRICS)], text)
+    } else {
+        ([(header::CONTENT_TYPE, format::TEXT)], format::to_classic_text(&text))
+    }
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {

@@ -5,6 +5,7 @@
 //! [`get()`]. Gauges that mirror live state (leader, sizes, revisions, alarms) are read when scraped, by
 //! [`render`]. Latency windows for the operator warnings are in [`latency`]; gRPC counters in [`grpc`].
 
+pub mod format;
 pub mod grpc;
 pub mod latency;
 mod process;
@@ -217,7 +218,8 @@ impl Metrics {
     }
 }
 
-/// Refreshes the gauges that mirror live state, then encodes everything in the Prometheus text format.
+/// Refreshes the gauges that mirror live state, then encodes everything as OpenMetrics text (see
+/// [`format`] for the classic text format etcd serves).
 pub async fn render(shared: &Shared) -> String {
     let metrics = get();
     let status = shared.node.snapshot();
@@ -256,9 +258,6 @@ pub async fn render(shared: &Shared) -> String {
     }
     text
 }
-
-/// The content type of [`render`]'s text (OpenMetrics, which Prometheus prefers and parses).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Counts what one applied response did to the store, as etcd's MVCC counters do (a txn counts when it
 /// holds more than one operation; its operations count one by one).

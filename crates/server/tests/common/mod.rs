@@ -300,16 +300,32 @@ pub fn http_get(endpoint: &str, path: &str) -> (u16, String) {
 
 /// GET `path` over HTTP/1.0 (so that the answer is never chunked); None when the server cannot be read.
 pub fn try_http_get(endpoint: &str, path: &str) -> Option<(u16, String)> {
+    try_http_request(endpoint, path, "").map(|(status, _, body)| (status, body))
+}
+
+/// GET `path` with an `Accept` header; the status, the response's `Content-Type` and the body.
+pub fn http_get_accepting(endpoint: &str, path: &str, accept: &str) -> (u16, String, String) {
+    let (status, head, body) = try_http_request(endpoint, path, &format!("Accept: {accept}\r\n"))
+        .unwrap_or_else(|| panic!("GET {path} from {endpoint} failed"));
+    let content_type = head
+        .lines()
+        .find_map(|line| line.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("content-type")))
+        .map_or(String::new(), |(_, value)| value.trim().to_string());
+    (status, content_type, body)
+}
+
+/// One HTTP/1.0 GET with `headers` (whole lines); the status, the response head and the body.
+fn try_http_request(endpoint: &str, path: &str, headers: &str) -> Option<(u16, String, String)> {
     use std::io::{Read, Write};
     let address = endpoint.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n{headers}\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok())?;
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())?;
-    Some((status, body))
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((status, head.to_string(), body.to_string()))
 }
 
 /// What a cluster member will be started with.
