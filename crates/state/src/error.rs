@@ -43,9 +43,3 @@ from_redb!(
     redb::CommitError,
     redb::SetDurabilityError
 );
-
-impl From<crate::mvcc::key_index::KeyIndexError> for StateError {
-    fn from(error: crate::mvcc::key_index::KeyIndexError) -> Self {
-        StateError::Corrupt(error.to_string())
-    }
-}

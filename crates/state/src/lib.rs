@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`backend`]: the redb file, its tables and meta keys, and the durability split (most commits are
 //!   not fsynced; the Raft WAL is what makes writes durable).
-//! - [`mvcc`]: revisions, per-key generations ([`mvcc::key_index`]), range/put/delete/txn, compaction.
+//! - [`mvcc`]: revisions, the key index (each key's head and history), range/put/delete/txn, compaction.
 //! - [`lease`]: lease records and the keys attached to them (expiry is the leader's, as proposals).
 //! - [`alarm`]: NOSPACE and CORRUPT, raised through the log; the quota's cost estimates.
 //! - [`apply`]: one batch of committed entries -> one backend transaction, applied index included.

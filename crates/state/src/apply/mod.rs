@@ -270,9 +270,8 @@ fn compact(view: &mut WriteView<'_>, request: &CompactionRequest) -> Result<Comp
 /// Whether every key of `span` is absent at the current revision (used by tests and checks).
 pub fn span_is_empty(reader: &impl Reader, span: KeySpan<'_>) -> Result<bool, StateError> {
     let mut empty = true;
-    let at = reader.revision();
-    reader.scan(span, &mut |_, index| {
-        empty = index.get(at).is_none();
+    reader.scan(span, &mut |_, head| {
+        empty = head.deleted;
         Ok(empty)
     })?;
     Ok(empty)

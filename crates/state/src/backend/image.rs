@@ -4,14 +4,17 @@
 //!
 //! ```text
 //! "KEELIMG1"
-//! record*:  table: u8 (1..=6) | key length: u32 BE | key | value length: u32 BE | value
+//! record*:  table: u8 (2..=8; 1 in older images) | key length: u32 BE | key | value length: u32 BE | value
 //! end:      0u8 | sha256 of every byte before it (32 bytes)
 //! ```
 //!
-//! Keys are written as redb stores them: byte strings as they are, integers as 8 bytes big-endian, and
-//! `(u64, bytes)` pairs as the integer followed by the bytes.
+//! Keys are written as redb stores them: byte strings as they are, integers as 8 bytes big-endian,
+//! `(u64, bytes)` pairs as the integer followed by the bytes, and `(bytes, u64, u64)` as the bytes followed
+//! by the integers. Images made before the key index was split hold table 1 (one record per key), which
+//! is restored as it is and converted when the restored file is opened.
 
-use super::{KEY_INDEX, KV, LEASE_KEYS, LEASES, MEMBERS, META, meta, read_u64, sync_parent};
+use super::legacy::KEY_INDEX;
+use super::{KEY_HEADS, KEY_REVISIONS, KV, LEASE_KEYS, LEASES, MEMBERS, META, meta, read_u64, sync_parent};
 use crate::error::StateError;
 use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use sha2::{Digest, Sha256};
@@ -20,12 +23,15 @@ use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"KEELIMG1";
 const END: u8 = 0;
+/// The key index of older images (see `super::legacy`).
 const TABLE_KEY_INDEX: u8 = 1;
 const TABLE_KV: u8 = 2;
 const TABLE_META: u8 = 3;
 const TABLE_LEASES: u8 = 4;
 const TABLE_LEASE_KEYS: u8 = 5;
 const TABLE_MEMBERS: u8 = 6;
+const TABLE_KEY_HEADS: u8 = 7;
+const TABLE_KEY_REVISIONS: u8 = 8;
 /// Records inserted per (non-durable) import transaction.
 const IMPORT_BATCH: u64 = 50_000;
 /// A record field larger than this is refused as corrupt (etcd's own requests are far smaller).
@@ -79,9 +85,16 @@ pub fn export(
         let (id, user_key) = key.value();
         writer.record(TABLE_LEASE_KEYS, &[&id.to_be_bytes()[..], user_key].concat(), &[])?;
     }
-    for row in transaction.open_table(KEY_INDEX)?.iter()? {
+    for row in transaction.open_table(KEY_HEADS)?.iter()? {
         let (key, value) = row?;
-        writer.record(TABLE_KEY_INDEX, key.value(), value.value())?;
+        writer.record(TABLE_KEY_HEADS, key.value(), value.value())?;
+        writer.report(&mut progress);
+    }
+    for row in transaction.open_table(KEY_REVISIONS)?.iter()? {
+        let (key, deleted) = row?;
+        let (user_key, main, sub) = key.value();
+        let stored = [user_key, &main.to_be_bytes(), &sub.to_be_bytes()].concat();
+        writer.record(TABLE_KEY_REVISIONS, &stored, &[deleted.value()])?;
         writer.report(&mut progress);
     }
     for row in transaction.open_table(KV)?.iter()? {
@@ -188,7 +201,8 @@ fn import_into(
         }
     };
     // Tables the image had no record for still exist, so readers always find them.
-    last.open_table(KEY_INDEX)?;
+    last.open_table(KEY_HEADS)?;
+    last.open_table(KEY_REVISIONS)?;
     last.open_table(KV)?;
     last.open_table(LEASES)?;
     last.open_table(LEASE_KEYS)?;
@@ -284,15 +298,30 @@ fn begin(database: &Database, durable: bool) -> Result<WriteTransaction, StateEr
     Ok(transaction)
 }
 
+/// A (main, sub) revision written as 16 bytes.
+fn revision(bytes: &[u8]) -> Result<(u64, u64), StateError> {
+    let revision: [u8; 16] = bytes.try_into().map_err(|_| corrupt("a revision is not 16 bytes"))?;
+    let main = u64::from_be_bytes(revision[..8].try_into().expect("8 bytes"));
+    let sub = u64::from_be_bytes(revision[8..].try_into().expect("8 bytes"));
+    Ok((main, sub))
+}
+
 fn insert(transaction: &WriteTransaction, table: u8, key: &[u8], value: &[u8]) -> Result<(), StateError> {
     match table {
         TABLE_KEY_INDEX => {
             transaction.open_table(KEY_INDEX)?.insert(key, value)?;
         }
+        TABLE_KEY_HEADS => {
+            transaction.open_table(KEY_HEADS)?.insert(key, value)?;
+        }
+        TABLE_KEY_REVISIONS => {
+            let split = key.len().checked_sub(16).ok_or_else(|| corrupt("a key revision is shorter than 16 bytes"))?;
+            let (main, sub) = revision(&key[split..])?;
+            let [deleted] = value else { return Err(corrupt("a key revision's value is not one byte")) };
+            transaction.open_table(KEY_REVISIONS)?.insert((&key[..split], main, sub), *deleted)?;
+        }
         TABLE_KV => {
-            let revision: [u8; 16] = key.try_into().map_err(|_| corrupt("a kv key is not 16 bytes"))?;
-            let main = u64::from_be_bytes(revision[..8].try_into().expect("8 bytes"));
-            let sub = u64::from_be_bytes(revision[8..].try_into().expect("8 bytes"));
+            let (main, sub) = revision(key)?;
             transaction.open_table(KV)?.insert((main, sub), value)?;
         }
         TABLE_META => {
@@ -407,8 +436,11 @@ mod tests {
             for main in 2..500u64 {
                 kv.insert((main, 0), format!("value {main}").as_bytes()).unwrap();
             }
-            let mut index = transaction.open_table(KEY_INDEX).unwrap();
-            index.insert(b"a".as_slice(), b"generations".as_slice()).unwrap();
+            let head = crate::mvcc::index::Head { latest: crate::Revision::new(499, 0), deleted: false };
+            transaction.open_table(KEY_HEADS).unwrap().insert(b"a".as_slice(), head.encode().as_slice()).unwrap();
+            let mut revisions = transaction.open_table(KEY_REVISIONS).unwrap();
+            revisions.insert((b"a".as_slice(), 498, 0), 1).unwrap();
+            revisions.insert((b"a".as_slice(), 499, 0), 0).unwrap();
             let lease = keel_api::keelpb::LeaseRecord { id: 7, ttl: 60, ..Default::default() };
             let lease = prost::Message::encode_to_vec(&lease);
             transaction.open_table(LEASES).unwrap().insert(7, lease.as_slice()).unwrap();

@@ -1,7 +1,9 @@
 //! The embedded store: one redb file holding the key index, every retained revision, and the meta keys.
 //!
 //! Tables:
-//! - `key_index`: user key -> encoded [`KeyIndex`](crate::mvcc::key_index::KeyIndex) (its generations).
+//! - `key_heads`: user key -> its latest change; `key_revisions`: (user key, main, sub) -> whether that
+//!   retained change was a delete (see `crate::mvcc::index`). Files from before these two tables have
+//!   one `key_index` record per key instead, and are converted when opened (see [`legacy`]).
 //! - `kv`: (main, sub) revision -> encoded `mvccpb.KeyValue` (a tombstone has `create_revision == 0`).
 //! - `leases`: lease id -> encoded `keelpb.LeaseRecord`; `lease_keys`: (lease id, user key) -> ().
 //! - `members`: member id -> encoded `keelpb.MemberAttributes` (name and client URLs it published).
@@ -18,9 +20,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub mod image;
+mod legacy;
 pub mod snapshot;
 
-pub(crate) const KEY_INDEX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_index");
+pub(crate) const KEY_HEADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_heads");
+pub(crate) const KEY_REVISIONS: TableDefinition<(&[u8], u64, u64), u8> = TableDefinition::new("key_revisions");
 pub(crate) const KV: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("kv");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
@@ -63,7 +67,9 @@ impl Backend {
         }
         let database = create_database(path)?;
         let transaction = database.begin_write()?;
-        transaction.open_table(KEY_INDEX)?;
+        transaction.open_table(KEY_HEADS)?;
+        transaction.open_table(KEY_REVISIONS)?;
+        legacy::convert_key_index(&transaction)?;
         transaction.open_table(KV)?;
         transaction.open_table(LEASES)?;
         transaction.open_table(LEASE_KEYS)?;

@@ -1,12 +1,9 @@
 //! Compaction: drop every revision that no read at or above the compact point can see.
 
-use super::key_index::KeyIndex;
 use super::{Reader, WriteView};
 use crate::backend::meta;
 use crate::error::StateError;
 use keel_api::EtcdError;
-use redb::ReadableTable;
-use std::ops::Bound;
 
 /// Keys compacted per pass over the index, so memory stays small on large stores.
 const KEYS_PER_PASS: usize = 1024;
@@ -21,54 +18,117 @@ impl WriteView<'_> {
             return Err(EtcdError::FutureRevision.into());
         }
         let mut after: Option<Vec<u8>> = None;
-        loop {
-            let (pass, last_key) = self.compaction_pass(after.as_deref(), at)?;
-            let (index_table, kv_table) = self.tables_mut();
-            for (key, index, removed) in pass {
-                for revision in removed {
-                    kv_table.remove(revision.storage_key())?;
-                }
-                if index.is_empty() {
-                    index_table.remove(key.as_slice())?;
-                } else {
-                    index_table.insert(key.as_slice(), index.encode().as_slice())?;
-                }
-            }
-            match last_key {
-                Some(key) => after = Some(key),
-                None => break,
-            }
+        while let Some(last_key) = self.compact_keys(after.as_deref(), at, KEYS_PER_PASS)? {
+            after = Some(last_key);
         }
         self.compact_revision = at;
         self.write_meta(meta::COMPACT_REVISION, at as u64)
     }
+}
 
-    /// Reads up to [`KEYS_PER_PASS`] keys after `after` and works out their compacted indexes. Returns the
-    /// keys that change, and the last key read if there may be more.
-    #[allow(clippy::type_complexity)]
-    fn compaction_pass(
-        &mut self,
-        after: Option<&[u8]>,
-        at: i64,
-    ) -> Result<(Vec<(Vec<u8>, KeyIndex, Vec<crate::Revision>)>, Option<Vec<u8>>), StateError> {
-        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let (index_table, _) = self.tables_mut();
-        let mut pass = Vec::new();
-        let mut read = 0;
-        let mut last_key = None;
-        for item in index_table.range::<&[u8]>((start, Bound::Unbounded))? {
-            let (key, record) = item?;
-            let mut index = KeyIndex::decode(record.value())?;
-            let removed = index.compact(at);
-            if !removed.is_empty() {
-                pass.push((key.value().to_vec(), index, removed));
-            }
-            read += 1;
-            if read == KEYS_PER_PASS {
-                last_key = Some(key.value().to_vec());
-                break;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+    use crate::mvcc::{Change, KeySpan, ReadView};
+
+    /// Applies each batch of writes as one store transaction (one revision).
+    fn write(backend: &Backend, batches: &[&[(&str, Option<&str>)]]) {
+        let transaction = backend.begin_write(false).unwrap();
+        {
+            let mut view = WriteView::open(&transaction).unwrap();
+            for batch in batches {
+                view.begin();
+                for (key, value) in *batch {
+                    match value {
+                        Some(value) => drop(view.put(key.as_bytes(), value.as_bytes().to_vec(), 0).unwrap()),
+                        None => drop(view.delete_range(KeySpan::Single(key.as_bytes())).unwrap()),
+                    }
+                }
+                view.end().unwrap();
             }
         }
-        Ok((pass, last_key))
+        transaction.commit().unwrap();
+    }
+
+    fn compact(backend: &Backend, at: i64) {
+        let transaction = backend.begin_write(false).unwrap();
+        WriteView::open(&transaction).unwrap().compact(at).unwrap();
+        transaction.commit().unwrap();
+    }
+
+    /// Every stored change's (main revision, key, deleted).
+    fn stored(backend: &Backend) -> Vec<(i64, String, bool)> {
+        let history = ReadView::open(backend).unwrap().history(0, i64::MAX, usize::MAX).unwrap();
+        history
+            .into_iter()
+            .map(|change| match change {
+                Change::Put(kv) => (kv.mod_revision, String::from_utf8(kv.key).unwrap(), false),
+                Change::Delete(kv) => (kv.mod_revision, String::from_utf8(kv.key).unwrap(), true),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compaction_keeps_what_reads_at_or_above_the_point_can_see() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Backend::open(&dir.path().join("db")).unwrap();
+        // Revisions: a@2, a@3, b@4, a deleted @5, b@6, a@7 (a new generation), c@8, c deleted @9.
+        write(
+            &backend,
+            &[
+                &[("a", Some("1"))],
+                &[("a", Some("2"))],
+                &[("b", Some("1"))],
+                &[("a", None)],
+                &[("b", Some("2"))],
+                &[("a", Some("3"))],
+                &[("c", Some("1"))],
+                &[("c", None)],
+            ],
+        );
+        compact(&backend, 6);
+        // a: its first generation ended at 5, before the point: all of it goes; 7 stays. b: 6 is what a
+        // read at 6 sees. c: untouched, all above the point.
+        let expected = [(6, "b", false), (7, "a", false), (8, "c", false), (9, "c", true)]
+            .map(|(main, key, deleted)| (main, key.to_string(), deleted));
+        assert_eq!(stored(&backend), expected);
+        let view = ReadView::open(&backend).unwrap();
+        assert!(view.get(b"a", 6).unwrap().is_none());
+        let a = view.get(b"a", 9).unwrap().unwrap();
+        assert_eq!((a.create_revision, a.mod_revision, a.version), (7, 7, 1));
+        let b = view.get(b"b", 6).unwrap().unwrap();
+        assert_eq!((b.create_revision, b.mod_revision, b.version), (4, 6, 2));
+        drop(view);
+
+        // Past c's delete: c has no history left, and is gone from the index too.
+        compact(&backend, 9);
+        let expected = [(6, "b", false), (7, "a", false)].map(|(main, key, deleted)| (main, key.to_string(), deleted));
+        assert_eq!(stored(&backend), expected);
+        let view = ReadView::open(&backend).unwrap();
+        assert!(view.head(b"c").unwrap().is_none());
+        assert_eq!(view.key_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_key_written_many_times_keeps_one_row_per_change_and_reads_any_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Backend::open(&dir.path().join("db")).unwrap();
+        let values: Vec<String> = (0..3000).map(|index| index.to_string()).collect();
+        let batches: Vec<[(&str, Option<&str>); 1]> = values.iter().map(|value| [("hot", Some(value.as_str()))]).collect();
+        let batches: Vec<&[(&str, Option<&str>)]> = batches.iter().map(|batch| batch.as_slice()).collect();
+        write(&backend, &batches);
+        let view = ReadView::open(&backend).unwrap();
+        for at in [2, 3, 1000, 3001] {
+            let kv = view.get(b"hot", at).unwrap().unwrap();
+            assert_eq!((kv.mod_revision, kv.version, kv.create_revision), (at, at - 1, 2));
+            assert_eq!(kv.value, (at - 2).to_string().into_bytes());
+        }
+        assert!(view.get(b"hot", 1).unwrap().is_none());
+        drop(view);
+        compact(&backend, 2500);
+        assert_eq!(stored(&backend).len(), 3001 - 2500 + 1);
+        let kv = ReadView::open(&backend).unwrap().get(b"hot", 2500).unwrap().unwrap();
+        assert_eq!((kv.mod_revision, kv.version), (2500, 2499));
     }
 }

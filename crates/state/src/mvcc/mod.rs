@@ -5,8 +5,8 @@
 //! backend write transaction, and sees its own changes. Both implement [`Reader`], so range, compare and
 //! read-only transactions are written once.
 
-pub mod key_index;
 mod compact;
+pub(crate) mod index;
 mod range;
 mod txn;
 mod view;
@@ -18,7 +18,7 @@ pub use view::{ReadView, WriteView};
 
 use crate::error::StateError;
 use crate::revision::Revision;
-use key_index::KeyIndex;
+use index::Head;
 use keel_api::mvccpb::KeyValue;
 
 /// The keys a request names, from etcd's `key` and `range_end`.
@@ -53,20 +53,24 @@ pub trait Reader {
     fn revision(&self) -> i64;
     fn compact_revision(&self) -> i64;
     fn lease_exists(&self, id: i64) -> Result<bool, StateError>;
-    fn key_index(&self, key: &[u8]) -> Result<Option<KeyIndex>, StateError>;
+    /// The key's latest change, if the index has the key.
+    fn head(&self, key: &[u8]) -> Result<Option<Head>, StateError>;
+    /// The revision of the key's value at main revision `at` (None: the key did not exist then).
+    fn visible(&self, key: &[u8], head: Head, at: i64) -> Result<Option<Revision>, StateError>;
     /// Calls `visit` for every indexed key in the span, in key order, until it returns false.
     fn scan(
         &self,
         span: KeySpan<'_>,
-        visit: &mut dyn FnMut(&[u8], &KeyIndex) -> Result<bool, StateError>,
+        visit: &mut dyn FnMut(&[u8], Head) -> Result<bool, StateError>,
     ) -> Result<(), StateError>;
     /// The stored change at `revision` (a tombstone has `create_revision == 0`).
     fn change_at(&self, revision: Revision) -> Result<KeyValue, StateError>;
 
     /// The key's value as of main revision `at`.
     fn get(&self, key: &[u8], at: i64) -> Result<Option<KeyValue>, StateError> {
-        match self.key_index(key)?.and_then(|index| index.get(at)) {
-            Some(found) => Ok(Some(self.change_at(found.modified)?)),
+        let Some(head) = self.head(key)? else { return Ok(None) };
+        match self.visible(key, head, at)? {
+            Some(revision) => Ok(Some(self.change_at(revision)?)),
             None => Ok(None),
         }
     }

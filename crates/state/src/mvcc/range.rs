@@ -26,11 +26,11 @@ pub fn range(reader: &impl Reader, request: &RangeRequest) -> Result<RangeRespon
 
     let mut count = 0i64;
     let mut kvs = Vec::new();
-    reader.scan(KeySpan::new(&request.key, &request.range_end), &mut |_, index| {
-        if let Some(found) = index.get(at) {
+    reader.scan(KeySpan::new(&request.key, &request.range_end), &mut |key, head| {
+        if let Some(revision) = reader.visible(key, head, at)? {
             count += 1;
             if !request.count_only && kvs.len() < fetch_limit {
-                kvs.push(found.modified);
+                kvs.push(revision);
             }
         }
         Ok(true)

@@ -72,9 +72,9 @@ fn evaluate(reader: &impl Reader, compare: &Compare) -> Result<bool, StateError>
     let target = CompareTarget::try_from(compare.target).unwrap_or(CompareTarget::Value);
     let mut kvs = Vec::new();
     let at = reader.revision();
-    reader.scan(KeySpan::new(&compare.key, &compare.range_end), &mut |_, index| {
-        if let Some(found) = index.get(at) {
-            kvs.push(found.modified);
+    reader.scan(KeySpan::new(&compare.key, &compare.range_end), &mut |key, head| {
+        if let Some(revision) = reader.visible(key, head, at)? {
+            kvs.push(revision);
         }
         Ok(true)
     })?;

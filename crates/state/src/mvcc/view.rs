@@ -1,8 +1,8 @@
 //! The two views of the store: a read snapshot and the apply step's write transaction.
 
-use super::key_index::KeyIndex;
+use super::index::{self, Head};
 use super::{Change, KeySpan, Reader};
-use crate::backend::{self, Backend, KEY_INDEX, KV, LEASE_KEYS, LEASES, MEMBERS, META, meta};
+use crate::backend::{self, Backend, KEY_HEADS, KEY_REVISIONS, KV, LEASE_KEYS, LEASES, MEMBERS, META, meta};
 use crate::alarm;
 use crate::lease::{self, LeaseChange};
 use keel_api::etcdserverpb::AlarmMember;
@@ -18,28 +18,34 @@ use std::ops::Bound;
 /// The compact revision of a store never compacted (etcd's -1: even revision 0 may be compacted once).
 const NEVER_COMPACTED: i64 = -1;
 
-/// The two tables every read needs, over either transaction kind.
-struct Tables<I, K> {
-    index: I,
+/// The tables every read needs (the key index and the changes), over either transaction kind.
+struct Tables<H, R, K> {
+    heads: H,
+    revisions: R,
     kv: K,
 }
 
-impl<I, K> Tables<I, K>
+impl<H, R, K> Tables<H, R, K>
 where
-    I: ReadableTable<&'static [u8], &'static [u8]>,
+    H: ReadableTable<&'static [u8], &'static [u8]>,
+    R: ReadableTable<(&'static [u8], u64, u64), u8>,
     K: ReadableTable<(u64, u64), &'static [u8]>,
 {
-    fn key_index(&self, key: &[u8]) -> Result<Option<KeyIndex>, StateError> {
-        match self.index.get(key)? {
-            Some(record) => Ok(Some(KeyIndex::decode(record.value())?)),
+    fn head(&self, key: &[u8]) -> Result<Option<Head>, StateError> {
+        match self.heads.get(key)? {
+            Some(record) => Ok(Some(Head::decode(record.value())?)),
             None => Ok(None),
         }
+    }
+
+    fn visible(&self, key: &[u8], head: Head, at: i64) -> Result<Option<Revision>, StateError> {
+        head.visible_at(&self.revisions, key, at)
     }
 
     fn scan(
         &self,
         span: KeySpan<'_>,
-        visit: &mut dyn FnMut(&[u8], &KeyIndex) -> Result<bool, StateError>,
+        visit: &mut dyn FnMut(&[u8], Head) -> Result<bool, StateError>,
     ) -> Result<(), StateError> {
         let (start, end) = match span {
             KeySpan::Single(key) => (Bound::Included(key), Bound::Included(key)),
@@ -51,10 +57,9 @@ where
                 (Bound::Included(start), Bound::Excluded(end))
             }
         };
-        for item in self.index.range::<&[u8]>((start, end))? {
+        for item in self.heads.range::<&[u8]>((start, end))? {
             let (key, record) = item?;
-            let index = KeyIndex::decode(record.value())?;
-            if !visit(key.value(), &index)? {
+            if !visit(key.value(), Head::decode(record.value())?)? {
                 break;
             }
         }
@@ -72,7 +77,11 @@ where
 
 /// A consistent snapshot of the store, as of the last backend commit when it was opened.
 pub struct ReadView {
-    tables: Tables<ReadOnlyTable<&'static [u8], &'static [u8]>, ReadOnlyTable<(u64, u64), &'static [u8]>>,
+    tables: Tables<
+        ReadOnlyTable<&'static [u8], &'static [u8]>,
+        ReadOnlyTable<(&'static [u8], u64, u64), u8>,
+        ReadOnlyTable<(u64, u64), &'static [u8]>,
+    >,
     leases: ReadOnlyTable<u64, &'static [u8]>,
     lease_keys: ReadOnlyTable<(u64, &'static [u8]), ()>,
     members: ReadOnlyTable<u64, &'static [u8]>,
@@ -90,7 +99,11 @@ impl ReadView {
         Ok(ReadView {
             revision: backend::read_u64(&meta_table, meta::REVISION)? as i64,
             compact_revision: backend::read_i64_or(&meta_table, meta::COMPACT_REVISION, NEVER_COMPACTED)?,
-            tables: Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? },
+            tables: Tables {
+                heads: transaction.open_table(KEY_HEADS)?,
+                revisions: transaction.open_table(KEY_REVISIONS)?,
+                kv: transaction.open_table(KV)?,
+            },
             leases: transaction.open_table(LEASES)?,
             lease_keys: transaction.open_table(LEASE_KEYS)?,
             members: transaction.open_table(MEMBERS)?,
@@ -194,13 +207,16 @@ impl Reader for ReadView {
     fn compact_revision(&self) -> i64 {
         self.compact_revision
     }
-    fn key_index(&self, key: &[u8]) -> Result<Option<KeyIndex>, StateError> {
-        self.tables.key_index(key)
+    fn head(&self, key: &[u8]) -> Result<Option<Head>, StateError> {
+        self.tables.head(key)
+    }
+    fn visible(&self, key: &[u8], head: Head, at: i64) -> Result<Option<Revision>, StateError> {
+        self.tables.visible(key, head, at)
     }
     fn scan(
         &self,
         span: KeySpan<'_>,
-        visit: &mut dyn FnMut(&[u8], &KeyIndex) -> Result<bool, StateError>,
+        visit: &mut dyn FnMut(&[u8], Head) -> Result<bool, StateError>,
     ) -> Result<(), StateError> {
         self.tables.scan(span, visit)
     }
@@ -211,12 +227,13 @@ impl Reader for ReadView {
 
 /// The keys with a current value, and whether that count is stored: files written before the count
 /// existed are counted by a scan of the index.
-fn live_keys<I, K>(
+fn live_keys<H, R, K>(
     meta_table: &impl ReadableTable<&'static str, &'static [u8]>,
-    tables: &Tables<I, K>,
+    tables: &Tables<H, R, K>,
 ) -> Result<(u64, Option<u64>), StateError>
 where
-    I: ReadableTable<&'static [u8], &'static [u8]>,
+    H: ReadableTable<&'static [u8], &'static [u8]>,
+    R: ReadableTable<(&'static [u8], u64, u64), u8>,
     K: ReadableTable<(u64, u64), &'static [u8]>,
 {
     if meta_table.get(meta::LIVE_KEYS)?.is_some() {
@@ -224,8 +241,8 @@ where
         return Ok((stored, Some(stored)));
     }
     let mut live = 0;
-    tables.scan(KeySpan::Range { start: &[], end: None }, &mut |_, index| {
-        live += u64::from(index.current().is_some());
+    tables.scan(KeySpan::Range { start: &[], end: None }, &mut |_, head| {
+        live += u64::from(!head.deleted);
         Ok(true)
     })?;
     Ok((live, None))
@@ -234,7 +251,11 @@ where
 /// The apply step's view: changes go into one backend write transaction. Changes made between
 /// [`WriteView::begin`] and [`WriteView::end`] share one main revision.
 pub struct WriteView<'t> {
-    tables: Tables<Table<'t, &'static [u8], &'static [u8]>, Table<'t, (u64, u64), &'static [u8]>>,
+    tables: Tables<
+        Table<'t, &'static [u8], &'static [u8]>,
+        Table<'t, (&'static [u8], u64, u64), u8>,
+        Table<'t, (u64, u64), &'static [u8]>,
+    >,
     pub(super) meta: Table<'t, &'static str, &'static [u8]>,
     leases: Table<'t, u64, &'static [u8]>,
     lease_keys: Table<'t, (u64, &'static [u8]), ()>,
@@ -254,7 +275,11 @@ pub struct WriteView<'t> {
 impl<'t> WriteView<'t> {
     pub fn open(transaction: &'t WriteTransaction) -> Result<Self, StateError> {
         let meta_table = transaction.open_table(META)?;
-        let tables = Tables { index: transaction.open_table(KEY_INDEX)?, kv: transaction.open_table(KV)? };
+        let tables = Tables {
+            heads: transaction.open_table(KEY_HEADS)?,
+            revisions: transaction.open_table(KEY_REVISIONS)?,
+            kv: transaction.open_table(KV)?,
+        };
         let (live_keys, live_keys_stored) = live_keys(&meta_table, &tables)?;
         Ok(WriteView {
             committed: backend::read_u64(&meta_table, meta::REVISION)? as i64,
@@ -417,23 +442,15 @@ impl<'t> WriteView<'t> {
     /// Puts `value` at `key`; returns the previous value.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<Option<KeyValue>, StateError> {
         let revision = self.next_revision();
-        let mut index = self.tables.key_index(key)?.unwrap_or_default();
-        let previous = match index.current() {
-            Some(current) => Some(self.tables.change_at(current.modified)?),
-            None => None,
+        let previous = match self.tables.head(key)? {
+            Some(head) if !head.deleted => Some(self.tables.change_at(head.latest)?),
+            _ => None,
         };
         self.attach(key, previous.as_ref().map_or(0, |kv| kv.lease), lease)?;
-        index.put(revision);
-        let now = index.current().expect("just put");
-        let stored = KeyValue {
-            key: key.to_vec(),
-            create_revision: now.created.main,
-            mod_revision: revision.main,
-            version: now.version,
-            value,
-            lease,
-        };
-        self.store(key, &index, revision, &stored)?;
+        // A put to a live key continues its generation; otherwise it starts one.
+        let (create_revision, version) = previous.as_ref().map_or((revision.main, 1), |kv| (kv.create_revision, kv.version + 1));
+        let stored = KeyValue { key: key.to_vec(), create_revision, mod_revision: revision.main, version, value, lease };
+        self.store(key, Head { latest: revision, deleted: false }, &stored)?;
         self.changes.push(Change::Put(stored));
         if previous.is_none() {
             self.live_keys += 1;
@@ -444,37 +461,63 @@ impl<'t> WriteView<'t> {
     /// Deletes every existing key in the span; returns their last values, in key order.
     pub fn delete_range(&mut self, span: KeySpan<'_>) -> Result<Vec<KeyValue>, StateError> {
         let mut doomed = Vec::new();
-        self.tables.scan(span, &mut |key, index| {
-            if let Some(current) = index.current() {
-                doomed.push((key.to_vec(), index.clone(), current.modified));
+        self.tables.scan(span, &mut |key, head| {
+            if !head.deleted {
+                doomed.push((key.to_vec(), head.latest));
             }
             Ok(true)
         })?;
         self.live_keys = self.live_keys.saturating_sub(doomed.len() as u64);
         let mut deleted = Vec::with_capacity(doomed.len());
-        for (key, mut index, modified) in doomed {
+        for (key, modified) in doomed {
             let last = self.tables.change_at(modified)?;
             self.attach(&key, last.lease, 0)?;
             deleted.push(last);
             let revision = self.next_revision();
-            index.tombstone(revision);
             let tombstone = KeyValue { key: key.clone(), mod_revision: revision.main, ..Default::default() };
-            self.store(&key, &index, revision, &tombstone)?;
+            self.store(&key, Head { latest: revision, deleted: true }, &tombstone)?;
             self.changes.push(Change::Delete(tombstone));
         }
         Ok(deleted)
     }
 
-    fn store(&mut self, key: &[u8], index: &KeyIndex, revision: Revision, value: &KeyValue) -> Result<(), StateError> {
-        self.tables.kv.insert(revision.storage_key(), value.encode_to_vec().as_slice())?;
-        self.tables.index.insert(key, index.encode().as_slice())?;
+    /// Stores a change: its value, the key's new head, and its row in the key's history.
+    fn store(&mut self, key: &[u8], head: Head, value: &KeyValue) -> Result<(), StateError> {
+        let (main, sub) = head.latest.storage_key();
+        self.tables.kv.insert((main, sub), value.encode_to_vec().as_slice())?;
+        self.tables.heads.insert(key, head.encode().as_slice())?;
+        self.tables.revisions.insert((key, main, sub), u8::from(head.deleted))?;
         Ok(())
     }
 
-    pub(super) fn tables_mut(
-        &mut self,
-    ) -> (&mut Table<'t, &'static [u8], &'static [u8]>, &mut Table<'t, (u64, u64), &'static [u8]>) {
-        (&mut self.tables.index, &mut self.tables.kv)
+    /// Compacts the history of the keys after `after` (all keys when None) at main revision `at`, at most
+    /// `keys` of them; returns the last key looked at when there may be more.
+    pub(super) fn compact_keys(&mut self, after: Option<&[u8]>, at: i64, keys: usize) -> Result<Option<Vec<u8>>, StateError> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut pass = Vec::new();
+        let mut last_key = None;
+        for (read, item) in self.tables.heads.range::<&[u8]>((start, Bound::Unbounded))?.enumerate() {
+            let (key, record) = item?;
+            let compacted = index::compact_key(&self.tables.revisions, key.value(), Head::decode(record.value())?, at)?;
+            if !compacted.removed.is_empty() {
+                pass.push((key.value().to_vec(), compacted));
+            }
+            if read + 1 == keys {
+                last_key = Some(key.value().to_vec());
+                break;
+            }
+        }
+        for (key, compacted) in pass {
+            for revision in compacted.removed {
+                let (main, sub) = revision.storage_key();
+                self.tables.kv.remove((main, sub))?;
+                self.tables.revisions.remove((key.as_slice(), main, sub))?;
+            }
+            if compacted.gone {
+                self.tables.heads.remove(key.as_slice())?;
+            }
+        }
+        Ok(last_key)
     }
 }
 
@@ -488,13 +531,16 @@ impl Reader for WriteView<'_> {
     fn compact_revision(&self) -> i64 {
         self.compact_revision
     }
-    fn key_index(&self, key: &[u8]) -> Result<Option<KeyIndex>, StateError> {
-        self.tables.key_index(key)
+    fn head(&self, key: &[u8]) -> Result<Option<Head>, StateError> {
+        self.tables.head(key)
+    }
+    fn visible(&self, key: &[u8], head: Head, at: i64) -> Result<Option<Revision>, StateError> {
+        self.tables.visible(key, head, at)
     }
     fn scan(
         &self,
         span: KeySpan<'_>,
-        visit: &mut dyn FnMut(&[u8], &KeyIndex) -> Result<bool, StateError>,
+        visit: &mut dyn FnMut(&[u8], Head) -> Result<bool, StateError>,
     ) -> Result<(), StateError> {
         self.tables.scan(span, visit)
     }
