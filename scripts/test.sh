@@ -4,6 +4,8 @@
 #   etcd-client        the real etcdctl 3.4 the compatibility tests drive
 #   etcd-server        the real etcd, the reference the differential tests compare Keel with
 #   protobuf-compiler  protoc, which the etcd-client crate (a test client) needs to build
+#   libprotobuf-dev    the well-known types (google/protobuf/descriptor.proto, ...) protoc imports for it;
+#                      a Recommends of protobuf-compiler, which --no-install-recommends would skip
 #   prometheus         a real Prometheus (and promtool) to scrape a cluster and check the shipped
 #                      dashboard queries and alert rules
 #   iproute2, iptables network namespaces and partitions for the fault-injection suite (crates/chaos)
@@ -15,6 +17,7 @@ missing=()
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
