@@ -12,8 +12,15 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Size of the tmpfs under a member's data dir (two preallocated 64 MiB WAL segments and the backend).
-const DISK_BYTES: u64 = 192 * 1024 * 1024;
+/// Size of the tmpfs under a member's data dir for a run of `duration`: the WAL's three 64 MiB segments
+/// (one waiting for the next log compaction to release it, the one being written, the next one
+/// preallocated), 64 MiB of backend, and 5 MiB for each minute of the run, since the workload never
+/// compacts and the backend keeps every revision (a 30 minute soak grew it by about 2.7 MiB a minute,
+/// and a 192 MiB disk ran full at the end of one without any fault).
+pub fn disk_bytes(duration: Duration) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    (3 * 64 + 64) * MIB + duration.as_secs().div_ceil(60) * 5 * MIB
+}
 
 pub struct Member {
     pub name: String,
@@ -43,8 +50,9 @@ fn free_port() -> u16 {
 
 impl Cluster {
     /// Starts `size` members under `dir` (the network must exist, and the calling runtime must run in
-    /// the hub namespace when there is one). `extra` flags go to every member.
-    pub async fn start(network: Network, size: usize, dir: &Path, keel: &Path, extra: &[String]) -> anyhow::Result<Cluster> {
+    /// the hub namespace when there is one). `extra` flags go to every member. Where the network has
+    /// namespaces, each data dir is a tmpfs of `disk_bytes` (see [`disk_bytes`]).
+    pub async fn start(network: Network, size: usize, dir: &Path, keel: &Path, extra: &[String], disk_bytes: u64) -> anyhow::Result<Cluster> {
         let links = Arc::new(Links::default());
         let mut proxies = Vec::new();
         let mut advertised = Vec::new();
@@ -71,7 +79,7 @@ impl Cluster {
             let ip = network.member_ip(index);
             let data_dir = dir.join(format!("m{index}"));
             std::fs::create_dir_all(&data_dir)?;
-            let tmpfs = use_tmpfs && mount_tmpfs(&data_dir).is_ok();
+            let tmpfs = use_tmpfs && mount_tmpfs(&data_dir, disk_bytes).is_ok();
             let client_url = format!("http://{ip}:{client}");
             let mut arguments: Vec<String> = vec![
                 "--name".into(),
@@ -247,9 +255,9 @@ pub async fn status(url: &str) -> Option<(u64, u64)> {
     tokio::time::timeout(Duration::from_secs(1), attempt).await.ok().flatten()
 }
 
-fn mount_tmpfs(dir: &Path) -> anyhow::Result<()> {
+fn mount_tmpfs(dir: &Path, bytes: u64) -> anyhow::Result<()> {
     let output = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={DISK_BYTES}"), "tmpfs"])
+        .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
         .arg(dir)
         .output()?;
     if !output.status.success() {

@@ -71,7 +71,8 @@ async fn drive(config: &Config, network: net::Network) -> anyhow::Result<Report>
     let started = Instant::now();
     let description = network.describe();
     log(config, &format!("seed {}: {} members, {description}", config.seed, config.members));
-    let mut cluster = Cluster::start(network, config.members, &config.out, &config.keel, &config.member_flags).await?;
+    let disk_bytes = cluster::disk_bytes(config.duration);
+    let mut cluster = Cluster::start(network, config.members, &config.out, &config.keel, &config.member_flags, disk_bytes).await?;
     let urls: Vec<String> = cluster.members.iter().map(|member| member.client_url.clone()).collect();
     wait_for_leader(&cluster, Duration::from_secs(30)).await.context("the cluster did not elect a leader at start")?;
 

@@ -58,7 +58,8 @@ pub async fn final_reads(urls: &[String], keys: usize, recorder: &Recorder) -> a
             for slot in 0..keys {
                 let key = workload::key(slot);
                 let call = recorder.now();
-                let Ok(response) = kv.range(RangeRequest { key: key.clone(), ..Default::default() }).await else { break };
+                let read = tokio::time::timeout(Duration::from_secs(5), kv.range(RangeRequest { key: key.clone(), ..Default::default() }));
+                let Ok(Ok(response)) = read.await else { break };
                 let response = response.into_inner();
                 revision = revision.max(response.header.map_or(0, |header| header.revision));
                 let output = match response.kvs.first() {
