@@ -293,15 +293,11 @@ impl Applier {
             self.last_durable = Instant::now();
         }
         let compacted = outcome.applied.iter().any(|applied| matches!(applied.result, Ok(keel_state::Response::Compaction(_))));
-        if compacted {
-            if !durable {
-                // redb reuses the pages a compaction freed only after a durable commit: make one now, so
-                // the space shows as free (dbSizeInUse, the auto-defrag policy) and is reused by the next
-                // writes.
-                self.machine.persist()?;
-                self.last_durable = Instant::now();
-            }
-            self.machine.backend().note_space_changed();
+        if compacted && !durable {
+            // redb reuses the pages a compaction freed only after a durable commit: make one now, so the
+            // space shows as free (dbSizeInUse, the auto-defrag policy) and is reused by the next writes.
+            self.machine.persist()?;
+            self.last_durable = Instant::now();
         }
         // The lessor first: a client told its lease is granted may keep it alive at once.
         self.lessor.applied(&outcome.lease_changes);

@@ -63,6 +63,7 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         let report = self.shared.defragmenter.defragment().await.map_err(|error| Status::internal(format!("keel: defragment: {error}")))?;
+        *self.shared.size_in_use_cache.lock().expect("size lock") = None;
         tracing::info!(?report, "defragmented on request");
         let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
         Ok(Response::new(DefragmentResponse { header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })) }))

@@ -64,12 +64,11 @@ pub struct Shared {
     pub defragmenter: crate::applier::Defragmenter,
     /// The index this member has applied.
     pub applied: tokio::sync::watch::Receiver<u64>,
-    /// The last measured backend size in use: when, at which [`Backend::space_epoch`], and the bytes.
-    pub size_in_use_cache: Mutex<Option<(Instant, u64, i64)>>,
+    /// The last measured backend size in use, and when.
+    pub size_in_use_cache: Mutex<Option<(Instant, i64)>>,
 }
 
-/// How long a measured backend size in use is reused while only writes change it (measuring walks every
-/// tree of the backend); a compaction or a new file measures again at once.
+/// How long a measured backend size in use is reused (measuring walks every tree of the backend).
 const SIZE_IN_USE_REUSE: Duration = Duration::from_secs(30);
 
 impl Shared {
@@ -111,16 +110,15 @@ impl Shared {
 
     /// etcd's `dbSizeInUse`, measured on demand and reused for a while (Status and /metrics share it).
     pub async fn size_in_use(&self) -> i64 {
-        let epoch = self.backend.space_epoch();
-        if let Some((measured_at, measured_epoch, bytes)) = *self.size_in_use_cache.lock().expect("size lock") {
-            if measured_epoch == epoch && measured_at.elapsed() < SIZE_IN_USE_REUSE {
+        if let Some((measured_at, bytes)) = *self.size_in_use_cache.lock().expect("size lock") {
+            if measured_at.elapsed() < SIZE_IN_USE_REUSE {
                 return bytes;
             }
         }
         let backend = self.backend.clone();
         match tokio::task::spawn_blocking(move || backend.size_in_use()).await {
             Ok(Ok(bytes)) => {
-                *self.size_in_use_cache.lock().expect("size lock") = Some((Instant::now(), epoch, bytes as i64));
+                *self.size_in_use_cache.lock().expect("size lock") = Some((Instant::now(), bytes as i64));
                 bytes as i64
             }
             Ok(Err(error)) => {

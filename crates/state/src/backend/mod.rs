@@ -17,7 +17,6 @@
 use crate::error::StateError;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub mod image;
@@ -58,9 +57,6 @@ const CACHE_BYTES: usize = 128 * 1024 * 1024;
 pub struct Backend {
     database: RwLock<Arc<Database>>,
     path: PathBuf,
-    /// Counts the events that change the space in use at once (a switch of files, a compaction made
-    /// durable), so a cached [`Backend::size_in_use`] knows when it is out of date.
-    space_epoch: AtomicU64,
 }
 
 impl Backend {
@@ -86,7 +82,7 @@ impl Backend {
             }
         }
         transaction.commit()?;
-        Ok(Backend { database: RwLock::new(Arc::new(database)), path: path.to_path_buf(), space_epoch: AtomicU64::new(0) })
+        Ok(Backend { database: RwLock::new(Arc::new(database)), path: path.to_path_buf() })
     }
 
     /// Replaces the whole database by `file`, a complete backend file in the same directory (made by
@@ -104,7 +100,6 @@ impl Backend {
             std::fs::rename(&other.path, &self.path).map_err(|source| StateError::Io { path: other.path.clone(), source })?;
             std::mem::replace(&mut *database, incoming)
         };
-        self.note_space_changed();
         // Closing the old database writes to its (now unlinked) file; nobody needs to wait for that.
         let _ = std::thread::Builder::new().name("backend-close".into()).spawn(move || drop(old));
         sync_parent(&self.path)
@@ -140,18 +135,6 @@ impl Backend {
     /// Size of the backend file in bytes (etcd's `dbSize`).
     pub fn file_size(&self) -> u64 {
         std::fs::metadata(&self.path).map(|metadata| metadata.len()).unwrap_or(0)
-    }
-
-    /// Records that the space in use changed at once: the caller made a compaction durable, so its
-    /// pages are free now.
-    pub fn note_space_changed(&self) {
-        self.space_epoch.fetch_add(1, Ordering::Release);
-    }
-
-    /// Changes whenever [`Backend::size_in_use`] may have moved by more than the writes since (a
-    /// compaction made durable, a defragmented or installed file). Read it before measuring.
-    pub fn space_epoch(&self) -> u64 {
-        self.space_epoch.load(Ordering::Acquire)
     }
 
     /// Bytes of the file that hold live pages (etcd's `dbSizeInUse`). Walks the trees: call it rarely.
