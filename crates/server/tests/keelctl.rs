@@ -19,6 +19,22 @@ fn defrag_if_above_defragments_members_one_at_a_time_leader_last_and_only_where_
         let deleted = client.delete("big", Some(DeleteOptions::new().with_prefix())).await.unwrap();
         let revision = deleted.header().unwrap().revision();
         client.compact(revision, Some(CompactionOptions::new().with_physical())).await.unwrap();
+        // The compaction answered once applied where it was sent; the others may be a moment behind.
+        // Wait until each has applied it (a serializable read below it is refused) before any Status:
+        // a member measures its size in use on demand and reuses the figure for up to 30 s.
+        for member in &cluster.members {
+            let mut one = Client::connect([member.endpoint.clone()], None).await.unwrap();
+            let below = etcd_client::GetOptions::new().with_serializable().with_revision(revision - 1);
+            let mut compacted = false;
+            for _ in 0..100 {
+                if one.get("big0000", Some(below.clone())).await.is_err() {
+                    compacted = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert!(compacted, "{} did not apply the compaction", member.endpoint);
+        }
         let mut leader = None;
         for member in &cluster.members {
             let mut one = Client::connect([member.endpoint.clone()], None).await.unwrap();
