@@ -41,13 +41,15 @@ impl EtcdError {
     pub fn code(self) -> Code {
         use EtcdError::*;
         match self {
-            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | InvalidSortOption | RequestTooLarge => Code::InvalidArgument,
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
+            | RequestTooLarge => Code::InvalidArgument,
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExists | NotLeader | AuthNotEnabled | BadLeaderTransferee => Code::FailedPrecondition,
-            NoLeader | LeaderChanged | NotCapable | Stopped | Timeout | TimeoutWaitAppliedIndex | Unhealthy => Code::Unavailable,
+            NoLeader | LeaderChanged | NotCapable | Stopped | Timeout | TimeoutWaitAppliedIndex | Unhealthy => {
+                Code::Unavailable
+            }
             Canceled => Code::Cancelled,
             Corrupt => Code::DataLoss,
         }

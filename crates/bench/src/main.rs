@@ -77,7 +77,10 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
     }
     if report.ok == 0 {
-        anyhow::bail!("no request succeeded{}", report.first_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default());
+        anyhow::bail!(
+            "no request succeeded{}",
+            report.first_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -103,7 +103,14 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(options: &crate::Options, workload: &str, latencies: &Latencies, errors: u64, first_error: Option<String>, took: Duration) -> Self {
+    pub fn new(
+        options: &crate::Options,
+        workload: &str,
+        latencies: &Latencies,
+        errors: u64,
+        first_error: Option<String>,
+        took: Duration,
+    ) -> Self {
         let ok = latencies.count();
         Report {
             workload: workload.to_string(),
@@ -132,7 +139,12 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = String::new();
         let latency = &self.latency_ms;
-        let _ = writeln!(out, "\nSummary ({}{}):", self.workload, if self.label.is_empty() { String::new() } else { format!(", {}", self.label) });
+        let _ = writeln!(
+            out,
+            "\nSummary ({}{}):",
+            self.workload,
+            if self.label.is_empty() { String::new() } else { format!(", {}", self.label) }
+        );
         let _ = writeln!(out, "  Total:      {:.4} secs", self.seconds);
         let _ = writeln!(out, "  Ok:         {}", self.ok);
         let _ = writeln!(out, "  Errors:     {}", self.errors);

@@ -28,7 +28,11 @@ fn free_port() -> u16 {
 fn keel_binary() -> PathBuf {
     let bench = PathBuf::from(env!("CARGO_BIN_EXE_keel-bench"));
     let keel = bench.with_file_name("keel");
-    assert!(keel.exists(), "{} is missing: run the workspace's tests (cargo test --workspace) so it is built", keel.display());
+    assert!(
+        keel.exists(),
+        "{} is missing: run the workspace's tests (cargo test --workspace) so it is built",
+        keel.display()
+    );
     keel
 }
 
@@ -66,7 +70,11 @@ fn bench(endpoint: &str, global: &[&str], workload: &[&str]) -> serde_json::Valu
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "keel-bench {workload:?} failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "keel-bench {workload:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("Latency histogram"), "{stdout}");
     serde_json::from_slice(&std::fs::read(out.path()).unwrap()).unwrap()
 }
@@ -87,11 +95,16 @@ fn every_workload_runs_cleanly_against(server: &Server) {
         assert_eq!(result["ok"], 400, "{workload:?}: {result}");
         assert_eq!(result["errors"], 0, "{workload:?}: {result}");
         let latency = &result["latency_ms"];
-        assert!(latency["p50"].as_f64().unwrap() > 0.0 && latency["p50"].as_f64() <= latency["max"].as_f64(), "{result}");
-        let counted: u64 = result["histogram"].as_array().unwrap().iter().map(|bucket| bucket["count"].as_u64().unwrap()).sum();
+        assert!(
+            latency["p50"].as_f64().unwrap() > 0.0 && latency["p50"].as_f64() <= latency["max"].as_f64(),
+            "{result}"
+        );
+        let counted: u64 =
+            result["histogram"].as_array().unwrap().iter().map(|bucket| bucket["count"].as_u64().unwrap()).sum();
         assert_eq!(counted, 400, "the histogram holds every request: {result}");
     }
-    let watch = bench(&server.endpoint, &["--clients", "2"], &["watch", "--watchers", "20", "--streams", "4", "--puts", "100"]);
+    let watch =
+        bench(&server.endpoint, &["--clients", "2"], &["watch", "--watchers", "20", "--streams", "4", "--puts", "100"]);
     assert_eq!(watch["extra"]["events"], 2000, "{watch}");
     assert_eq!(watch["errors"], 0, "{watch}");
 }

@@ -45,14 +45,24 @@ pub struct Cluster {
 
 /// Free ports for loopback runs.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).map(|address| address.port()).unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap_or(0)
 }
 
 impl Cluster {
     /// Starts `size` members under `dir` (the network must exist, and the calling runtime must run in
     /// the hub namespace when there is one). `extra` flags go to every member. Where the network has
     /// namespaces, each data dir is a tmpfs of `disk_bytes` (see [`disk_bytes`]).
-    pub async fn start(network: Network, size: usize, dir: &Path, keel: &Path, extra: &[String], disk_bytes: u64) -> anyhow::Result<Cluster> {
+    pub async fn start(
+        network: Network,
+        size: usize,
+        dir: &Path,
+        keel: &Path,
+        extra: &[String],
+        disk_bytes: u64,
+    ) -> anyhow::Result<Cluster> {
         let links = Arc::new(Links::default());
         let mut proxies = Vec::new();
         let mut advertised = Vec::new();
@@ -71,7 +81,8 @@ impl Cluster {
             advertised.push(format!("http://{proxy_address}"));
             listens.push((client, peer));
         }
-        let initial: Vec<String> = advertised.iter().enumerate().map(|(index, url)| format!("m{index}={url}")).collect();
+        let initial: Vec<String> =
+            advertised.iter().enumerate().map(|(index, url)| format!("m{index}={url}")).collect();
         let initial = initial.join(",");
         let use_tmpfs = network.namespaces().is_some();
         let mut members = Vec::new();

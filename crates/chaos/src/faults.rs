@@ -94,7 +94,12 @@ impl Schedule {
         let hold = Duration::from_millis(self.rng.random_range(1500..5000));
         let leader = cluster.leader().await;
         let random_member = self.rng.random_range(0..size);
-        let follower = (0..size).filter(|index| Some(*index) != leader).collect::<Vec<_>>().choose(&mut self.rng).copied().unwrap_or(random_member);
+        let follower = (0..size)
+            .filter(|index| Some(*index) != leader)
+            .collect::<Vec<_>>()
+            .choose(&mut self.rng)
+            .copied()
+            .unwrap_or(random_member);
         let at = started.elapsed();
         let detail = match kind {
             Kind::KillLeader | Kind::KillFollower => {
@@ -113,8 +118,10 @@ impl Schedule {
             }
             Kind::IsolateLeader => {
                 let target = leader.unwrap_or(random_member);
-                let cut: Vec<(usize, usize)> =
-                    (0..size).filter(|other| *other != target).flat_map(|other| [(target, other), (other, target)]).collect();
+                let cut: Vec<(usize, usize)> = (0..size)
+                    .filter(|other| *other != target)
+                    .flat_map(|other| [(target, other), (other, target)])
+                    .collect();
                 partition_for(cluster, &cut, hold).await;
                 format!("m{target} isolated for {hold:?}")
             }
@@ -124,7 +131,11 @@ impl Schedule {
                 let minority: Vec<usize> = order[..(size - 1) / 2].to_vec();
                 let cut: Vec<(usize, usize)> = minority
                     .iter()
-                    .flat_map(|inside| order[(size - 1) / 2..].iter().flat_map(move |outside| [(*inside, *outside), (*outside, *inside)]))
+                    .flat_map(|inside| {
+                        order[(size - 1) / 2..]
+                            .iter()
+                            .flat_map(move |outside| [(*inside, *outside), (*outside, *inside)])
+                    })
                     .collect();
                 partition_for(cluster, &cut, hold).await;
                 format!("minority {minority:?} cut off for {hold:?}")

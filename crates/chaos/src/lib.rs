@@ -72,7 +72,8 @@ async fn drive(config: &Config, network: net::Network) -> anyhow::Result<Report>
     let description = network.describe();
     log(config, &format!("seed {}: {} members, {description}", config.seed, config.members));
     let disk_bytes = cluster::disk_bytes(config.duration);
-    let mut cluster = Cluster::start(network, config.members, &config.out, &config.keel, &config.member_flags, disk_bytes).await?;
+    let mut cluster =
+        Cluster::start(network, config.members, &config.out, &config.keel, &config.member_flags, disk_bytes).await?;
     let urls: Vec<String> = cluster.members.iter().map(|member| member.client_url.clone()).collect();
     wait_for_leader(&cluster, Duration::from_secs(30)).await.context("the cluster did not elect a leader at start")?;
 
@@ -124,7 +125,8 @@ async fn drive(config: &Config, network: net::Network) -> anyhow::Result<Report>
         for index in 0..cluster.members.len() {
             if !cluster.is_running(index) {
                 if !disk_fault {
-                    unexpected_exits.push(format!("m{index} exited on its own (see {})", cluster.members[index].log.display()));
+                    unexpected_exits
+                        .push(format!("m{index} exited on its own (see {})", cluster.members[index].log.display()));
                 }
                 log(config, &format!("         m{index} is down; restarting it"));
                 cluster.spawn(index)?;

@@ -54,8 +54,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn main() {
     let args = Args::parse();
-    let seed = args.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |now| now.as_nanos() as u64));
-    let keel = args.keel.unwrap_or_else(|| std::env::current_exe().expect("this executable's path").with_file_name("keel"));
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |now| now.as_nanos() as u64)
+    });
+    let keel =
+        args.keel.unwrap_or_else(|| std::env::current_exe().expect("this executable's path").with_file_name("keel"));
     let out = args.out.unwrap_or_else(|| PathBuf::from(format!("target/chaos/seed-{seed}")));
     let config = keel_chaos::Config {
         members: args.members,
@@ -82,7 +85,10 @@ fn main() {
             }
         }
         Err(error) => {
-            eprintln!("keel-chaos: the run could not complete: {error:#}\nseed {seed}; member logs are in {}", out.display());
+            eprintln!(
+                "keel-chaos: the run could not complete: {error:#}\nseed {seed}; member logs are in {}",
+                out.display()
+            );
             std::process::exit(2);
         }
     }

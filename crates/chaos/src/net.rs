@@ -55,9 +55,9 @@ impl Network {
                 namespaces.members.last().map_or("", String::as_str),
                 namespaces.hub
             ),
-            Network::Loopback { reason } => format!(
-                "loopback only (no network namespaces: {reason}); latency and loss by the proxy, NO partitions"
-            ),
+            Network::Loopback { reason } => {
+                format!("loopback only (no network namespaces: {reason}); latency and loss by the proxy, NO partitions")
+            }
         }
     }
 
@@ -157,7 +157,10 @@ impl Namespaces {
             let member = self.members[index].as_str();
             run("ip", &["netns", "add", member])?;
             let outside = format!("v{index}");
-            run("ip", &["link", "add", &outside, "netns", hub, "type", "veth", "peer", "name", "eth0", "netns", member])?;
+            run(
+                "ip",
+                &["link", "add", &outside, "netns", hub, "type", "veth", "peer", "name", "eth0", "netns", member],
+            )?;
             in_ns(hub, &["ip", "link", "set", &outside, "master", "br0"])?;
             in_ns(hub, &["ip", "link", "set", &outside, "up"])?;
             in_ns(member, &["ip", "link", "set", "lo", "up"])?;

@@ -47,15 +47,14 @@ impl Links {
     /// 127.0.0.1): the largest fault on any link into or out of `member`.
     fn worst(&self, member: usize) -> LinkFault {
         let faults = self.faults.lock().expect("links lock");
-        faults
-            .iter()
-            .filter(|((from, to), _)| *from == member || *to == member)
-            .map(|(_, fault)| *fault)
-            .fold(LinkFault::default(), |worst, fault| LinkFault {
+        faults.iter().filter(|((from, to), _)| *from == member || *to == member).map(|(_, fault)| *fault).fold(
+            LinkFault::default(),
+            |worst, fault| LinkFault {
                 delay: worst.delay.max(fault.delay),
                 loss: worst.loss.max(fault.loss),
                 stall: worst.stall.max(fault.stall),
-            })
+            },
+        )
     }
 }
 

@@ -58,15 +58,26 @@ pub async fn final_reads(urls: &[String], keys: usize, recorder: &Recorder) -> a
             for slot in 0..keys {
                 let key = workload::key(slot);
                 let call = recorder.now();
-                let read = tokio::time::timeout(Duration::from_secs(5), kv.range(RangeRequest { key: key.clone(), ..Default::default() }));
+                let read = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    kv.range(RangeRequest { key: key.clone(), ..Default::default() }),
+                );
                 let Ok(Ok(response)) = read.await else { break };
                 let response = response.into_inner();
                 revision = revision.max(response.header.map_or(0, |header| header.revision));
                 let output = match response.kvs.first() {
-                    Some(found) => KvOutput::Get { value: Some(found.value.clone()), mod_revision: Some(found.mod_revision) },
+                    Some(found) => {
+                        KvOutput::Get { value: Some(found.value.clone()), mod_revision: Some(found.mod_revision) }
+                    }
                     None => KvOutput::Get { value: None, mod_revision: None },
                 };
-                reads.push(Operation::completed(u64::MAX, keel_check::KvInput::Get { key }, output, call, recorder.now()));
+                reads.push(Operation::completed(
+                    u64::MAX,
+                    keel_check::KvInput::Get { key },
+                    output,
+                    call,
+                    recorder.now(),
+                ));
             }
             if reads.len() == keys {
                 recorder.history.lock().expect("history lock").extend(reads);
@@ -97,7 +108,11 @@ pub async fn converged(urls: &[String], revision: i64) -> Result<(), String> {
         for _ in 0..100 {
             let attempt = async {
                 let channel = workload::connect(url).await?;
-                MaintenanceClient::new(channel).hash_kv(HashKvRequest { revision }).await.ok().map(|reply| reply.into_inner())
+                MaintenanceClient::new(channel)
+                    .hash_kv(HashKvRequest { revision })
+                    .await
+                    .ok()
+                    .map(|reply| reply.into_inner())
             };
             if let Ok(Some(reply)) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
                 answer = Some((reply.hash, reply.compact_revision));
@@ -153,7 +168,10 @@ pub struct Report {
 
 impl Report {
     pub fn passed(&self) -> bool {
-        self.linearizability.is_ok() && self.watch_violations.is_empty() && self.unexpected_exits.is_empty() && self.converged.is_ok()
+        self.linearizability.is_ok()
+            && self.watch_violations.is_empty()
+            && self.unexpected_exits.is_empty()
+            && self.converged.is_ok()
     }
 }
 
@@ -222,7 +240,11 @@ fn history_text(history: &[KvOperation]) -> String {
     let mut text = String::from("# index client call_ns return_ns input output (return '-' = unknown outcome)\n");
     for (index, operation) in history.iter().enumerate() {
         let returned = operation.return_time.map_or("-".to_string(), |time| time.to_string());
-        let _ = writeln!(text, "{index} {} {} {returned} {:?} {:?}", operation.client, operation.call_time, operation.input, operation.output);
+        let _ = writeln!(
+            text,
+            "{index} {} {} {returned} {:?} {:?}",
+            operation.client, operation.call_time, operation.input, operation.output
+        );
     }
     text
 }
@@ -271,7 +293,12 @@ impl std::fmt::Display for Report {
         if self.passed() {
             write!(formatter, "PASSED")
         } else {
-            write!(formatter, "FAILED: repeat with --seed {}; history, faults and member logs are in {}", self.seed, self.dir.display())
+            write!(
+                formatter,
+                "FAILED: repeat with --seed {}; history, faults and member logs are in {}",
+                self.seed,
+                self.dir.display()
+            )
         }
     }
 }

@@ -56,12 +56,22 @@ pub fn key(index: usize) -> Vec<u8> {
 
 /// A connection to a member, or None within about two seconds.
 pub async fn connect(url: &str) -> Option<Channel> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).ok()?.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true);
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .ok()?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true);
     tokio::time::timeout(Duration::from_secs(2), endpoint.connect()).await.ok()?.ok()
 }
 
 /// One client, until `stop`. Returns how many operations it recorded.
-pub async fn client(id: u64, urls: Vec<String>, keys: usize, seed: u64, recorder: Arc<Recorder>, stop: Arc<AtomicBool>) -> u64 {
+pub async fn client(
+    id: u64,
+    urls: Vec<String>,
+    keys: usize,
+    seed: u64,
+    recorder: Arc<Recorder>,
+    stop: Arc<AtomicBool>,
+) -> u64 {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut member = id as usize % urls.len();
     let mut last_seen: Vec<Option<Vec<u8>>> = vec![None; keys];
@@ -123,16 +133,20 @@ async fn execute(kv: &mut KvClient<Channel>, input: &KvInput) -> Result<KvOutput
         KvInput::Get { key } => {
             let response = kv.range(RangeRequest { key: key.clone(), ..Default::default() }).await?.into_inner();
             match response.kvs.first() {
-                Some(found) => KvOutput::Get { value: Some(found.value.clone()), mod_revision: Some(found.mod_revision) },
+                Some(found) => {
+                    KvOutput::Get { value: Some(found.value.clone()), mod_revision: Some(found.mod_revision) }
+                }
                 None => KvOutput::Get { value: None, mod_revision: None },
             }
         }
         KvInput::Put { key, value } => {
-            let response = kv.put(PutRequest { key: key.clone(), value: value.clone(), ..Default::default() }).await?.into_inner();
+            let response =
+                kv.put(PutRequest { key: key.clone(), value: value.clone(), ..Default::default() }).await?.into_inner();
             KvOutput::Put { revision: response.header.map(|header| header.revision) }
         }
         KvInput::Delete { key } => {
-            let response = kv.delete_range(DeleteRangeRequest { key: key.clone(), ..Default::default() }).await?.into_inner();
+            let response =
+                kv.delete_range(DeleteRangeRequest { key: key.clone(), ..Default::default() }).await?.into_inner();
             let revision = response.header.map(|header| header.revision);
             KvOutput::Delete { deleted: response.deleted as u64, revision }
         }
@@ -153,7 +167,13 @@ async fn execute(kv: &mut KvClient<Channel>, input: &KvInput) -> Result<KvOutput
                     ..Default::default()
                 },
             };
-            let put = RequestOp { request: Some(Op::RequestPut(PutRequest { key: key.clone(), value: new.clone(), ..Default::default() })) };
+            let put = RequestOp {
+                request: Some(Op::RequestPut(PutRequest {
+                    key: key.clone(),
+                    value: new.clone(),
+                    ..Default::default()
+                })),
+            };
             let request = TxnRequest { compare: vec![compare], success: vec![put], failure: vec![] };
             let response = kv.txn(request).await?.into_inner();
             KvOutput::Cas { succeeded: response.succeeded, revision: response.header.map(|header| header.revision) }
@@ -196,7 +216,8 @@ async fn follow(watcher: &Watcher, channel: Channel, from: i64, stop: &AtomicBoo
     };
     // Queued before the call: the stream opens with its first message.
     requests.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await.expect("queue");
-    let mut stream = WatchClient::new(channel).watch(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await?.into_inner();
+    let mut stream =
+        WatchClient::new(channel).watch(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await?.into_inner();
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());

@@ -11,7 +11,13 @@ use std::time::Duration;
 /// One cluster at a time: the two tests share two cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn config(name: &str, seed: u64, duration: Duration, faults: Vec<Kind>, member_flags: Vec<String>) -> keel_chaos::Config {
+fn config(
+    name: &str,
+    seed: u64,
+    duration: Duration,
+    faults: Vec<Kind>,
+    member_flags: Vec<String>,
+) -> keel_chaos::Config {
     let target = PathBuf::from(env!("CARGO_BIN_EXE_keel-chaos"));
     keel_chaos::Config {
         members: 3,
@@ -31,7 +37,9 @@ fn config(name: &str, seed: u64, duration: Duration, faults: Vec<Kind>, member_f
 /// The seed: from KEEL_CHAOS_SEED to repeat a run, else a new one each time (printed either way).
 fn seed() -> u64 {
     std::env::var("KEEL_CHAOS_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |now| now.as_nanos() as u64 % 1_000_000)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(7, |now| now.as_nanos() as u64 % 1_000_000)
     })
 }
 
@@ -46,12 +54,20 @@ fn a_short_schedule_of_every_fault_kind_keeps_keel_linearizable() {
     assert!(report.operations > 1000, "{} operations", report.operations);
     assert!(report.passed(), "{report}");
     // The operator warnings fire under the real faults: 200 ms round trips, and elections.
-    let logs: String = (0..config.members).map(|index| std::fs::read_to_string(config.out.join(format!("m{index}.log"))).unwrap_or_default()).collect();
+    let logs: String = (0..config.members)
+        .map(|index| std::fs::read_to_string(config.out.join(format!("m{index}.log"))).unwrap_or_default())
+        .collect();
     if report.faults.contains_key(&Kind::Latency200ms) {
-        assert!(logs.contains("slow network: the round trip to a peer is over 10 ms"), "no round-trip warning in the member logs");
+        assert!(
+            logs.contains("slow network: the round trip to a peer is over 10 ms"),
+            "no round-trip warning in the member logs"
+        );
     }
     if report.leader_changes > 0 {
-        assert!(logs.contains("leader election: this member won and leads now"), "no election warning in the member logs");
+        assert!(
+            logs.contains("leader election: this member won and leads now"),
+            "no election warning in the member logs"
+        );
     }
     keel_chaos::remove_data(&config.out);
 }

@@ -50,7 +50,9 @@ pub async fn run(command: Command, endpoints: &[String]) -> anyhow::Result<bool>
         Command::Disk { data_dir, writes, block_size } => {
             tokio::task::spawn_blocking(move || disk(&data_dir, writes, block_size)).await?
         }
-        Command::Perf { load, duration, prefix } => perf(endpoints, &load, Duration::from_secs(duration), &prefix).await,
+        Command::Perf { load, duration, prefix } => {
+            perf(endpoints, &load, Duration::from_secs(duration), &prefix).await
+        }
     }
 }
 
@@ -95,7 +97,9 @@ fn disk(dir: &std::path::Path, writes: u64, block_size: usize) -> anyhow::Result
         ms(max)
     );
     if !pass {
-        println!("The disk's fsync p99 is over 10 ms (etcd's guidance): put the data dir on a faster, dedicated disk (SSD/NVMe).");
+        println!(
+            "The disk's fsync p99 is over 10 ms (etcd's guidance): put the data dir on a faster, dedicated disk (SSD/NVMe)."
+        );
     }
     Ok(pass)
 }
@@ -170,10 +174,14 @@ async fn perf(endpoints: &[String], load_name: &str, duration: Duration, prefix:
     let throughput = latencies.len() as f64 / duration.as_secs_f64();
     let slowest = latencies.iter().max().copied().unwrap_or_default().as_secs_f64();
     let mean = latencies.iter().map(Duration::as_secs_f64).sum::<f64>() / latencies.len().max(1) as f64;
-    let variance = latencies.iter().map(|latency| (latency.as_secs_f64() - mean).powi(2)).sum::<f64>() / latencies.len().max(1) as f64;
+    let variance = latencies.iter().map(|latency| (latency.as_secs_f64() - mean).powi(2)).sum::<f64>()
+        / latencies.len().max(1) as f64;
     let stddev = variance.sqrt();
     let verdicts = [
-        (throughput >= 0.9 * rate as f64, format!("Throughput is {throughput:.0} writes/s (load {load_name}: {rate}/s)")),
+        (
+            throughput >= 0.9 * rate as f64,
+            format!("Throughput is {throughput:.0} writes/s (load {load_name}: {rate}/s)"),
+        ),
         (slowest < 0.5, format!("Slowest request took {slowest:.6}s")),
         (stddev < 0.1, format!("Stddev is {stddev:.6}s")),
         (failures == 0, format!("{failures} writes failed")),

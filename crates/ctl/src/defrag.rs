@@ -45,11 +45,14 @@ pub async fn run(args: Args, endpoints: &[String]) -> anyhow::Result<bool> {
     let mut members = Vec::new();
     for endpoint in endpoints {
         let mut client = MaintenanceClient::new(connect::channel(endpoint).await?);
-        let status = client.status(StatusRequest {}).await.with_context(|| format!("Status of {endpoint}"))?.into_inner();
+        let status =
+            client.status(StatusRequest {}).await.with_context(|| format!("Status of {endpoint}"))?.into_inner();
         members.push(Member { endpoint: endpoint.clone(), client, status });
     }
     // Followers first, the leader last.
-    members.sort_by_key(|member| member.status.leader == member.status.header.as_ref().map_or(0, |header| header.member_id));
+    members.sort_by_key(|member| {
+        member.status.leader == member.status.header.as_ref().map_or(0, |header| header.member_id)
+    });
     let total = members.len();
     let mut all_ok = true;
     for (position, member) in members.iter_mut().enumerate() {
@@ -59,7 +62,13 @@ pub async fn run(args: Args, endpoints: &[String]) -> anyhow::Result<bool> {
         let free = 1.0 - in_use as f64 / size.max(1) as f64;
         let of_quota = size as f64 / quota as f64;
         let label = format!("[{}/{total}] {}", position + 1, member.endpoint);
-        let summary = format!("{} ({:.0}% of quota {}, {:.0}% free)", connect::bytes(size), of_quota * 100.0, connect::bytes(quota), free * 100.0);
+        let summary = format!(
+            "{} ({:.0}% of quota {}, {:.0}% free)",
+            connect::bytes(size),
+            of_quota * 100.0,
+            connect::bytes(quota),
+            free * 100.0
+        );
         if let Some(threshold) = args.if_above {
             if size < MIN_FILE_BYTES {
                 println!("{label}: {summary}: under {}, skipped", connect::bytes(MIN_FILE_BYTES));
@@ -72,22 +81,37 @@ pub async fn run(args: Args, endpoints: &[String]) -> anyhow::Result<bool> {
         }
         let spinner = connect::spinner(format!("{label}: {summary}: defragmenting"));
         let started = Instant::now();
-        let defrag = tokio::time::timeout(Duration::from_secs(args.timeout_seconds), member.client.defragment(DefragmentRequest {})).await;
+        let defrag = tokio::time::timeout(
+            Duration::from_secs(args.timeout_seconds),
+            member.client.defragment(DefragmentRequest {}),
+        )
+        .await;
         spinner.finish_and_clear();
         match defrag {
             Ok(Ok(_)) => {}
             Ok(Err(status)) => {
-                println!("{label}: defragmentation FAILED: {}; the next members are left alone, fix this one first", status.message());
+                println!(
+                    "{label}: defragmentation FAILED: {}; the next members are left alone, fix this one first",
+                    status.message()
+                );
                 all_ok = false;
                 break;
             }
             Err(_) => {
-                println!("{label}: no answer within {} s; the next members are left alone (check the member's log)", args.timeout_seconds);
+                println!(
+                    "{label}: no answer within {} s; the next members are left alone (check the member's log)",
+                    args.timeout_seconds
+                );
                 all_ok = false;
                 break;
             }
         }
-        let after = member.client.status(StatusRequest {}).await.with_context(|| format!("Status of {} after its defragmentation", member.endpoint))?.into_inner();
+        let after = member
+            .client
+            .status(StatusRequest {})
+            .await
+            .with_context(|| format!("Status of {} after its defragmentation", member.endpoint))?
+            .into_inner();
         println!(
             "{label}: defragmented in {:.1} s: {} -> {}",
             started.elapsed().as_secs_f64(),

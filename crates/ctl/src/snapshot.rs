@@ -74,8 +74,12 @@ async fn save(endpoints: &[String], path: &Path) -> anyhow::Result<bool> {
     );
     let mut bar = None;
     let mut received = 0u64;
-    while let Some(piece) = stream.message().await.context("receiving the snapshot (the member may have stopped; try again)")? {
-        let bar = bar.get_or_insert_with(|| connect::byte_bar(piece.remaining_bytes + piece.blob.len() as u64, "fetching snapshot"));
+    while let Some(piece) =
+        stream.message().await.context("receiving the snapshot (the member may have stopped; try again)")?
+    {
+        let bar = bar.get_or_insert_with(|| {
+            connect::byte_bar(piece.remaining_bytes + piece.blob.len() as u64, "fetching snapshot")
+        });
         file.write_all(&piece.blob).with_context(|| format!("writing {}", part.display()))?;
         received += piece.blob.len() as u64;
         bar.set_position(received);
@@ -95,7 +99,12 @@ async fn save(endpoints: &[String], path: &Path) -> anyhow::Result<bool> {
         }
     };
     std::fs::rename(&part, path).with_context(|| format!("renaming {} to {}", part.display(), path.display()))?;
-    println!("Snapshot saved at {} ({}, {received} bytes, sha256 {})", path.display(), connect::bytes(received), hex(&sha256));
+    println!(
+        "Snapshot saved at {} ({}, {received} bytes, sha256 {})",
+        path.display(),
+        connect::bytes(received),
+        hex(&sha256)
+    );
     Ok(true)
 }
 
@@ -114,7 +123,13 @@ fn status(path: &Path, write_out: &str) -> anyhow::Result<bool> {
                 "sha256": hex(&status.sha256),
             })
         ),
-        "simple" => println!("{:x}, {}, {}, {}", status.hash, status.revision, status.total_keys, connect::bytes(status.total_size)),
+        "simple" => println!(
+            "{:x}, {}, {}, {}",
+            status.hash,
+            status.revision,
+            status.total_keys,
+            connect::bytes(status.total_size)
+        ),
         _ => {
             let cells = [
                 format!("{:x}", status.hash),
@@ -140,10 +155,14 @@ fn print_table(headers: &[&str], cells: &[String]) {
 fn restore(args: &RestoreArgs) -> anyhow::Result<bool> {
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.keel", args.name)));
     if std::fs::read_dir(&data_dir).is_ok_and(|mut entries| entries.next().is_some()) {
-        anyhow::bail!("the data dir {} exists and is not empty: restore into a new, empty data dir", data_dir.display());
+        anyhow::bail!(
+            "the data dir {} exists and is not empty: restore into a new, empty data dir",
+            data_dir.display()
+        );
     }
     let own_urls = url_list(&args.initial_advertise_peer_urls);
-    let initial_cluster = args.initial_cluster.clone().unwrap_or_else(|| format!("{}={}", args.name, own_urls.join(",")));
+    let initial_cluster =
+        args.initial_cluster.clone().unwrap_or_else(|| format!("{}={}", args.name, own_urls.join(",")));
     let members = parse_initial_cluster(&initial_cluster)?;
     let Some((_, listed)) = members.iter().find(|(name, _)| *name == args.name) else {
         anyhow::bail!("--initial-cluster has no member named {:?} (--name)", args.name);
@@ -151,8 +170,13 @@ fn restore(args: &RestoreArgs) -> anyhow::Result<bool> {
     let (mut listed, mut own) = (listed.clone(), own_urls.clone());
     listed.sort();
     own.sort();
-    anyhow::ensure!(listed == own, "--initial-cluster gives {:?} peer URLs {listed:?}, but --initial-advertise-peer-urls is {own:?}", args.name);
-    let ids: Vec<u64> = members.iter().map(|(_, urls)| identity::member_id(urls, &args.initial_cluster_token)).collect();
+    anyhow::ensure!(
+        listed == own,
+        "--initial-cluster gives {:?} peer URLs {listed:?}, but --initial-advertise-peer-urls is {own:?}",
+        args.name
+    );
+    let ids: Vec<u64> =
+        members.iter().map(|(_, urls)| identity::member_id(urls, &args.initial_cluster_token)).collect();
     let member_id = identity::member_id(&own_urls, &args.initial_cluster_token);
 
     let sha256 = if args.skip_hash_check {
@@ -168,8 +192,10 @@ fn restore(args: &RestoreArgs) -> anyhow::Result<bool> {
     let db = data_dir.join("member/snap/db");
     let size = std::fs::metadata(&args.path)?.len();
     let bar = connect::byte_bar(size, "restoring");
-    let info = snapshot::restore(&args.path, &db, RestoredIdentity { cluster_id, member_id }, false, |done| bar.set_position(done))
-        .with_context(|| format!("restoring {} into {}", args.path.display(), data_dir.display()))?;
+    let info = snapshot::restore(&args.path, &db, RestoredIdentity { cluster_id, member_id }, false, |done| {
+        bar.set_position(done)
+    })
+    .with_context(|| format!("restoring {} into {}", args.path.display(), data_dir.display()))?;
     bar.finish_and_clear();
     println!(
         "Restored {} (revision {}) into {} as member {member_id:x} of the new cluster {cluster_id:x}.",
@@ -185,7 +211,9 @@ fn restore(args: &RestoreArgs) -> anyhow::Result<bool> {
         args.initial_cluster_token,
         own_urls.join(",")
     );
-    println!("Restore every other member from this same file with the same --initial-cluster and --initial-cluster-token.");
+    println!(
+        "Restore every other member from this same file with the same --initial-cluster and --initial-cluster-token."
+    );
     Ok(true)
 }
 
@@ -198,7 +226,8 @@ fn url_list(text: &str) -> Vec<String> {
 fn parse_initial_cluster(text: &str) -> anyhow::Result<Vec<(String, Vec<String>)>> {
     let mut members: Vec<(String, Vec<String>)> = Vec::new();
     for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
-        let (name, url) = part.split_once('=').with_context(|| format!("--initial-cluster: {part:?} is not name=peerURL"))?;
+        let (name, url) =
+            part.split_once('=').with_context(|| format!("--initial-cluster: {part:?} is not name=peerURL"))?;
         let urls = url_list(url);
         match members.iter_mut().find(|(existing, _)| existing == name) {
             Some((_, existing)) => existing.extend(urls),

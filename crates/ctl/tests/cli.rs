@@ -19,7 +19,8 @@ fn a_damaged_or_foreign_snapshot_is_refused_with_a_clear_error() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("is not a snapshot's size"), "{text}");
     let target = dir.path().join("restored");
-    let (code, text) = keelctl(&["snapshot", "restore", &path.display().to_string(), "--data-dir", &target.display().to_string()]);
+    let (code, text) =
+        keelctl(&["snapshot", "restore", &path.display().to_string(), "--data-dir", &target.display().to_string()]);
     assert_eq!(code, 2, "{text}");
     assert!(!target.join("member/snap/db").exists(), "nothing restored from a bad file");
 }
@@ -33,8 +34,15 @@ fn restore_refuses_a_data_dir_in_use_and_an_unknown_member() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("exists and is not empty"), "{text}");
     let (code, text) = keelctl(&[
-        "snapshot", "restore", "x.snap", "--data-dir", &dir.path().join("new").display().to_string(), "--name", "c",
-        "--initial-cluster", "a=http://10.0.0.1:2380,b=http://10.0.0.2:2380",
+        "snapshot",
+        "restore",
+        "x.snap",
+        "--data-dir",
+        &dir.path().join("new").display().to_string(),
+        "--name",
+        "c",
+        "--initial-cluster",
+        "a=http://10.0.0.1:2380,b=http://10.0.0.2:2380",
     ]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("no member named \"c\""), "{text}");

@@ -14,5 +14,8 @@ pub mod wal;
 pub use log_store::{
     Bootstrap, LogError, LogStore, Recovered, decode_conf_state, decode_message, encode_conf_state, encode_message,
 };
-pub use node::{Command, NodeConfig, NodeError, NodeHandle, NodeStatus, NoPeers, Outbox, StatusSnapshot, Transport, command_queue, start};
+pub use node::{
+    Command, NoPeers, NodeConfig, NodeError, NodeHandle, NodeStatus, Outbox, StatusSnapshot, Transport, command_queue,
+    start,
+};
 pub use raft;

@@ -106,10 +106,8 @@ impl LogStore {
             return Ok(());
         }
         self.memory.wl().append(entries)?;
-        let records: Vec<Record> = entries
-            .iter()
-            .map(|entry| Record::Entry { index: entry.index, bytes: encode(entry) })
-            .collect();
+        let records: Vec<Record> =
+            entries.iter().map(|entry| Record::Entry { index: entry.index, bytes: encode(entry) }).collect();
         self.wal.append(&records)?;
         self.unsynced = true;
         Ok(())
@@ -241,7 +239,10 @@ mod tests {
     }
 
     fn segments(dir: &Path) -> usize {
-        std::fs::read_dir(dir).unwrap().filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|e| e == "wal")).count()
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|e| e == "wal"))
+            .count()
     }
 
     #[test]

@@ -33,20 +33,36 @@ pub struct NodeConfig {
 
 pub enum Command {
     /// Proposes `data`; if Raft refuses it (no leader), the outbox hears `dropped(id)`.
-    Propose { id: u64, data: Vec<u8> },
+    Propose {
+        id: u64,
+        data: Vec<u8>,
+    },
     /// Asks for a read index; the answer comes back through `Outbox::read_states` with `context`.
-    ReadIndex { context: Vec<u8> },
+    ReadIndex {
+        context: Vec<u8>,
+    },
     /// A message from a peer.
     Step(Message),
     /// The state machine has applied entries up to `index`.
-    Applied { index: u64 },
+    Applied {
+        index: u64,
+    },
     /// The state machine has durably applied up to `index`; the log may drop what is below.
-    Compact { index: u64 },
-    TransferLeader { to: u64 },
+    Compact {
+        index: u64,
+    },
+    TransferLeader {
+        to: u64,
+    },
     /// Messages to peer `id` could not be delivered (raft-rs slows replication to it until it answers).
-    Unreachable { id: u64 },
+    Unreachable {
+        id: u64,
+    },
     /// How sending a snapshot to peer `id` ended.
-    SnapshotSent { id: u64, delivered: bool },
+    SnapshotSent {
+        id: u64,
+        delivered: bool,
+    },
     /// Syncs the log and stops the node.
     Shutdown,
 }
@@ -364,7 +380,9 @@ impl<T: Transport, O: Outbox> Node<T, O> {
         if raft.state != self.role {
             let term = raft.term;
             match raft.state {
-                StateRole::PreCandidate | StateRole::Candidate if matches!(self.role, StateRole::Follower | StateRole::Leader) => {
+                StateRole::PreCandidate | StateRole::Candidate
+                    if matches!(self.role, StateRole::Follower | StateRole::Leader) =>
+                {
                     tracing::warn!(
                         term,
                         last_leader = format_args!("{:x}", self.leader),

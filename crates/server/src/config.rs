@@ -147,7 +147,10 @@ pub enum AutoCompaction {
     /// Keep this much history: compact to the revision current that long ago.
     Periodic(Duration),
     /// Keep this many revisions, looking every `check_interval`.
-    Revision { keep: i64, check_interval: Duration },
+    Revision {
+        keep: i64,
+        check_interval: Duration,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +213,10 @@ impl Config {
         if self.initial_cluster_state != "new" {
             return Err(ConfigError::NotSupported {
                 flag: "initial-cluster-state",
-                what: format!("{:?}: joining an existing cluster arrives with the cluster work", self.initial_cluster_state),
+                what: format!(
+                    "{:?}: joining an existing cluster arrives with the cluster work",
+                    self.initial_cluster_state
+                ),
             });
         }
         if self.snapshot_count == 0 {
@@ -302,7 +308,9 @@ impl Config {
             ));
         }
         if self.quota_backend_bytes < 0 {
-            warnings.push("--quota-backend-bytes is negative: the backend quota is DISABLED (no NOSPACE alarm)".to_string());
+            warnings.push(
+                "--quota-backend-bytes is negative: the backend quota is DISABLED (no NOSPACE alarm)".to_string(),
+            );
         }
         warnings
     }
@@ -321,12 +329,11 @@ impl Config {
                 Err(_) => Ok(AutoCompaction::Periodic(parse_duration(flag, retention)?)),
             },
             _ => {
-                let keep = retention
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|keep| *keep > 0)
-                    .ok_or_else(|| invalid(flag, format!("{retention:?}: revision mode keeps a positive number of revisions")))?;
-                let check_interval = parse_duration("auto-compaction-check-interval", &self.auto_compaction_check_interval)?;
+                let keep = retention.parse::<i64>().ok().filter(|keep| *keep > 0).ok_or_else(|| {
+                    invalid(flag, format!("{retention:?}: revision mode keeps a positive number of revisions"))
+                })?;
+                let check_interval =
+                    parse_duration("auto-compaction-check-interval", &self.auto_compaction_check_interval)?;
                 Ok(AutoCompaction::Revision { keep, check_interval })
             }
         }
@@ -378,7 +385,10 @@ fn check_reachable(members: &[(String, Vec<Url>)]) -> Result<(), ConfigError> {
             if let Some(other) = seen.insert(url_text(url), name) {
                 return Err(invalid(
                     "initial-cluster",
-                    format!("peer URL {} is given for both {other:?} and {name:?}; every member needs its own", url_text(url)),
+                    format!(
+                        "peer URL {} is given for both {other:?} and {name:?}; every member needs its own",
+                        url_text(url)
+                    ),
                 ));
             }
         }
@@ -402,7 +412,8 @@ pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, Config
     let text = text.trim();
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| invalid(flag, format!("{text:?} is not a duration like 10m or 5s")))?;
+    let number: f64 =
+        number.parse().map_err(|_| invalid(flag, format!("{text:?} is not a duration like 10m or 5s")))?;
     let seconds = match unit {
         "ms" => number / 1000.0,
         "s" => number,

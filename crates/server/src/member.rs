@@ -7,22 +7,25 @@
 use crate::applier::{self, ApplierSettings, DiskStats};
 use crate::config::{Settings, url_text};
 use crate::grpc::authority::AuthorityRewrite;
-use crate::grpc::{ClusterMember, MemberInfo, Shared, cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
-use keel_api::identity;
-use crate::propose::{Proposer, Waiters};
-use anyhow::Context;
-use keel_api::keelpb::peer_server::PeerServer;
-use keel_api::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer, watch_server::WatchServer, lease_server::LeaseServer,
-};
 use crate::grpc::lease::LeaseService;
-use crate::lease::Lessor;
 use crate::grpc::watch::WatchService;
-use crate::watch::WatchHub;
-use keel_raft::raft::eraftpb::ConfState;
-use keel_raft::wal::WalOptions;
+use crate::grpc::{
+    ClusterMember, MemberInfo, Shared, cluster::ClusterService, kv::KvService, maintenance::MaintenanceService,
+};
+use crate::lease::Lessor;
 use crate::peer::snapshot::{self, SnapshotShipper};
 use crate::peer::{LeaderLink, PeerService, PeerTransport};
+use crate::propose::{Proposer, Waiters};
+use crate::watch::WatchHub;
+use anyhow::Context;
+use keel_api::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use keel_api::identity;
+use keel_api::keelpb::peer_server::PeerServer;
+use keel_raft::raft::eraftpb::ConfState;
+use keel_raft::wal::WalOptions;
 use keel_raft::{Bootstrap, LogError, LogStore, NodeConfig, Recovered};
 use keel_state::StateMachine;
 use keel_state::backend::meta;
@@ -161,7 +164,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
         duties.spawn(crate::space::corruption::run(interval, shared.clone(), peers.clone()));
     }
     if let Some(threshold) = settings.auto_defrag_threshold {
-        let policy = crate::space::auto_defrag::Policy { threshold, check_interval: settings.auto_defrag_check_interval };
+        let policy =
+            crate::space::auto_defrag::Policy { threshold, check_interval: settings.auto_defrag_check_interval };
         duties.spawn(crate::space::auto_defrag::run(policy, shared.clone()));
     }
 
@@ -280,7 +284,10 @@ async fn serve(
                 .max_decoding_message_size(max_receive)
                 .max_encoding_message_size(usize::MAX),
             )
-            .add_service(LeaseServer::new(LeaseService::new(shared.clone(), lessor.clone(), leader_link.clone())).max_decoding_message_size(max_receive));
+            .add_service(
+                LeaseServer::new(LeaseService::new(shared.clone(), lessor.clone(), leader_link.clone()))
+                    .max_decoding_message_size(max_receive),
+            );
         let mut stop = stop.clone();
         servers.spawn(async move {
             router
@@ -409,7 +416,8 @@ fn identity_of(settings: &Settings, machine: &mut StateMachine) -> anyhow::Resul
 fn read_id(machine: &StateMachine, name: &str) -> anyhow::Result<Option<u64>> {
     match machine.meta(name)? {
         Some(bytes) => {
-            let bytes: [u8; 8] = bytes.as_slice().try_into().with_context(|| format!("meta key {name} is malformed"))?;
+            let bytes: [u8; 8] =
+                bytes.as_slice().try_into().with_context(|| format!("meta key {name} is malformed"))?;
             Ok(Some(u64::from_be_bytes(bytes)))
         }
         None => Ok(None),
@@ -453,7 +461,9 @@ fn open_log(
                 installed = true;
             }
             Err(error) => {
-                return Err(anyhow::Error::new(error).context(format!("opening the write-ahead log in {}", wal_dir.display())));
+                return Err(
+                    anyhow::Error::new(error).context(format!("opening the write-ahead log in {}", wal_dir.display()))
+                );
             }
         }
     }
@@ -472,7 +482,10 @@ mod tests {
             cluster_id: 7,
             member_id: 2,
             client_urls: Vec::new(),
-            members: vec![ClusterMember { id: 1, peer_urls: Vec::new() }, ClusterMember { id: 2, peer_urls: Vec::new() }],
+            members: vec![
+                ClusterMember { id: 1, peer_urls: Vec::new() },
+                ClusterMember { id: 2, peer_urls: Vec::new() },
+            ],
         };
         // The leader's store has applied 5 entries; its image waits in snap/ under index 5.
         let mut leader = StateMachine::open(&dir.path().join("leader.db")).unwrap();

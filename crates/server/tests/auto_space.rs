@@ -29,7 +29,14 @@ async fn wait_until_compacted(client: &mut Client, revision: i64, within: Durati
 
 #[tokio::test(flavor = "multi_thread")]
 async fn revision_mode_keeps_the_last_n_revisions() {
-    let flags = ["--auto-compaction-mode", "revision", "--auto-compaction-retention", "10", "--auto-compaction-check-interval", "300ms"];
+    let flags = [
+        "--auto-compaction-mode",
+        "revision",
+        "--auto-compaction-retention",
+        "10",
+        "--auto-compaction-check-interval",
+        "300ms",
+    ];
     let server = tokio::task::spawn_blocking(move || Server::keel(&flags)).await.unwrap();
     let mut client = server.client().await;
     for index in 0..50 {
@@ -97,7 +104,8 @@ async fn self_driving_defrag_runs_on_every_member_one_at_a_time() {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     let spans = loop {
-        let spans: Vec<Vec<(String, String)>> = cluster.members.iter().map(|member| defrag_spans(&member.log())).collect();
+        let spans: Vec<Vec<(String, String)>> =
+            cluster.members.iter().map(|member| defrag_spans(&member.log())).collect();
         if spans.iter().all(|member| !member.is_empty()) {
             break spans;
         }
@@ -105,8 +113,11 @@ async fn self_driving_defrag_runs_on_every_member_one_at_a_time() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     // RFC 3339 timestamps in UTC compare as text.
-    let mut all: Vec<(String, String, usize)> =
-        spans.iter().enumerate().flat_map(|(member, spans)| spans.iter().map(move |(start, end)| (start.clone(), end.clone(), member))).collect();
+    let mut all: Vec<(String, String, usize)> = spans
+        .iter()
+        .enumerate()
+        .flat_map(|(member, spans)| spans.iter().map(move |(start, end)| (start.clone(), end.clone(), member)))
+        .collect();
     all.sort();
     for pair in all.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "two members defragmented at once: {pair:?}");

@@ -59,15 +59,28 @@ fn a_snapshot_saved_under_load_restores_into_a_new_cluster_with_the_same_revisio
     let revision = status["revision"].as_i64().unwrap();
     let covered: Vec<&(String, String, i64)> = acknowledged.iter().filter(|(_, _, at)| *at <= revision).collect();
     let after: Vec<&(String, String, i64)> = acknowledged.iter().filter(|(_, _, at)| *at > revision).collect();
-    assert!(covered.len() >= 300 && !after.is_empty(), "the snapshot (revision {revision}) was taken mid-load: {} before, {} after", covered.len(), after.len());
+    assert!(
+        covered.len() >= 300 && !after.is_empty(),
+        "the snapshot (revision {revision}) was taken mid-load: {} before, {} after",
+        covered.len(),
+        after.len()
+    );
     assert_eq!(status["totalKey"].as_u64().unwrap(), covered.len() as u64, "{status}");
 
     // A new cluster, each member restored from the same file with the same --initial-cluster.
     let restored = Cluster::start_with(3, &[], |plan| {
         let printed = run(&[
-            "snapshot", "restore", &snapshot.display().to_string(), "--name", &plan.name,
-            "--data-dir", &plan.data_dir.display().to_string(), "--initial-cluster", &plan.initial_cluster,
-            "--initial-advertise-peer-urls", &plan.peer_url,
+            "snapshot",
+            "restore",
+            &snapshot.display().to_string(),
+            "--name",
+            &plan.name,
+            "--data-dir",
+            &plan.data_dir.display().to_string(),
+            "--initial-cluster",
+            &plan.initial_cluster,
+            "--initial-advertise-peer-urls",
+            &plan.peer_url,
         ]);
         assert!(printed.contains("of the new cluster"), "{printed}");
     });
@@ -78,7 +91,11 @@ fn a_snapshot_saved_under_load_restores_into_a_new_cluster_with_the_same_revisio
         let old_cluster = old.status().await.unwrap().header().unwrap().cluster_id();
         let first = new.get("backup/", Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap();
         assert_ne!(first.header().unwrap().cluster_id(), old_cluster, "a restored cluster has an id of its own");
-        assert_eq!(first.header().unwrap().revision(), revision, "the restored store starts at the snapshot's revision");
+        assert_eq!(
+            first.header().unwrap().revision(),
+            revision,
+            "the restored store starts at the snapshot's revision"
+        );
         assert_eq!(first.kvs().len(), covered.len(), "exactly the keys written up to the snapshot's revision");
         for ((key, value, at), kv) in covered.iter().zip(first.kvs()) {
             assert_eq!((kv.key_str().unwrap(), kv.value_str().unwrap()), (key.as_str(), value.as_str()));
@@ -91,7 +108,11 @@ fn a_snapshot_saved_under_load_restores_into_a_new_cluster_with_the_same_revisio
             assert_eq!(count, covered.len() as i64, "{}: every member holds the restored keys", member.endpoint);
         }
         let put = new.put("after-restore", "yes", None).await.unwrap();
-        assert_eq!(put.header().unwrap().revision(), revision + 1, "the restored cluster goes on from the snapshot's revision");
+        assert_eq!(
+            put.header().unwrap().revision(),
+            revision + 1,
+            "the restored cluster goes on from the snapshot's revision"
+        );
     });
 
     // The real etcdctl saves a snapshot from Keel that keelctl reads (the checksum etcdctl checks holds).

@@ -166,12 +166,17 @@ async fn a_full_stop_and_restart_in_random_order_loses_nothing() {
 async fn etcdctl_sees_one_leader_and_every_member() {
     let cluster = start(3).await;
     let endpoints = cluster.endpoints().join(",");
-    let statuses = tokio::task::spawn_blocking(move || etcdctl_json(&endpoints, &["endpoint", "status"])).await.unwrap();
+    let statuses =
+        tokio::task::spawn_blocking(move || etcdctl_json(&endpoints, &["endpoint", "status"])).await.unwrap();
     let statuses = statuses.as_array().unwrap();
     assert_eq!(statuses.len(), 3);
     let leaders: Vec<u64> = statuses.iter().map(|status| status["Status"]["leader"].as_u64().unwrap()).collect();
-    assert!(leaders.iter().all(|leader| *leader == leaders[0] && *leader != 0), "members disagree on the leader: {leaders:?}");
-    let leading = statuses.iter().filter(|status| status["Status"]["header"]["member_id"].as_u64() == Some(leaders[0])).count();
+    assert!(
+        leaders.iter().all(|leader| *leader == leaders[0] && *leader != 0),
+        "members disagree on the leader: {leaders:?}"
+    );
+    let leading =
+        statuses.iter().filter(|status| status["Status"]["header"]["member_id"].as_u64() == Some(leaders[0])).count();
     assert_eq!(leading, 1, "exactly one member leads");
     let endpoint = cluster.members[1].endpoint.clone();
     let members = tokio::task::spawn_blocking(move || etcdctl_json(&endpoint, &["member", "list"])).await.unwrap();
@@ -179,15 +184,23 @@ async fn etcdctl_sees_one_leader_and_every_member() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|member| (member["name"].as_str().unwrap().to_string(), member["clientURLs"][0].as_str().unwrap().to_string()))
+        .map(|member| {
+            (member["name"].as_str().unwrap().to_string(), member["clientURLs"][0].as_str().unwrap().to_string())
+        })
         .collect();
     listed.sort();
-    let expected: Vec<(String, String)> =
-        cluster.members.iter().enumerate().map(|(index, member)| (format!("m{index}"), member.endpoint.clone())).collect();
+    let expected: Vec<(String, String)> = cluster
+        .members
+        .iter()
+        .enumerate()
+        .map(|(index, member)| (format!("m{index}"), member.endpoint.clone()))
+        .collect();
     assert_eq!(listed, expected, "every member published its name and client URL");
     // `--cluster` finds every member's client URL through the member list.
     let endpoint = cluster.members[2].endpoint.clone();
-    let everyone = tokio::task::spawn_blocking(move || etcdctl_json(&endpoint, &["endpoint", "status", "--cluster"])).await.unwrap();
+    let everyone = tokio::task::spawn_blocking(move || etcdctl_json(&endpoint, &["endpoint", "status", "--cluster"]))
+        .await
+        .unwrap();
     assert_eq!(everyone.as_array().unwrap().len(), 3);
 }
 
@@ -265,13 +278,13 @@ async fn etcdctl_move_leader_hands_leadership_to_a_follower() {
     let cluster = start(3).await;
     let leading = leader(&cluster).await;
     let target = (leading + 1) % 3;
-    let target_id = client(&cluster.members[target].endpoint).await.status().await.unwrap().header().unwrap().member_id();
+    let target_id =
+        client(&cluster.members[target].endpoint).await.status().await.unwrap().header().unwrap().member_id();
     let endpoints = cluster.endpoints().join(",");
-    let (success, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        common::etcdctl(&endpoints, &["move-leader", &format!("{target_id:x}")])
-    })
-    .await
-    .unwrap();
+    let (success, stdout, stderr) =
+        tokio::task::spawn_blocking(move || common::etcdctl(&endpoints, &["move-leader", &format!("{target_id:x}")]))
+            .await
+            .unwrap();
     assert!(success, "move-leader failed: {stderr}");
     assert!(stdout.contains(&format!("to {target_id:x}")), "{stdout}");
     assert_eq!(leader(&cluster).await, target);

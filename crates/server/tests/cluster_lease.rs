@@ -34,7 +34,8 @@ async fn an_expired_lease_deletes_its_keys_at_one_revision_on_every_member() {
     for key in ["leased/a", "leased/b", "leased/c"] {
         writer.put(key, "v", Some(PutOptions::new().with_lease(lease.id()))).await.unwrap();
     }
-    let start = writer.get("leased/", Some(GetOptions::new().with_prefix())).await.unwrap().header().unwrap().revision();
+    let start =
+        writer.get("leased/", Some(GetOptions::new().with_prefix())).await.unwrap().header().unwrap().revision();
     let mut watches = Vec::new();
     for member in &cluster.members {
         let mut watch = client(&member.endpoint)
@@ -49,14 +50,16 @@ async fn an_expired_lease_deletes_its_keys_at_one_revision_on_every_member() {
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut deletes = Vec::new();
         while deletes.len() < 3 {
-            let response = tokio::time::timeout_at(deadline.into(), watch.message()).await.expect("no expiry").unwrap().unwrap();
+            let response =
+                tokio::time::timeout_at(deadline.into(), watch.message()).await.expect("no expiry").unwrap().unwrap();
             for event in response.events() {
                 assert_eq!(event.event_type(), EventType::Delete);
                 let kv = event.kv().unwrap();
                 deletes.push((kv.key_str().unwrap().to_string(), kv.mod_revision()));
             }
         }
-        let expected: Vec<(String, i64)> = ["leased/a", "leased/b", "leased/c"].iter().map(|key| (key.to_string(), start + 1)).collect();
+        let expected: Vec<(String, i64)> =
+            ["leased/a", "leased/b", "leased/c"].iter().map(|key| (key.to_string(), start + 1)).collect();
         assert_eq!(deletes, expected, "member {index} saw other deletes");
     }
 }

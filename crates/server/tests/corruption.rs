@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Cluster, etcdctl, error_message, etcdctl_run};
+use common::{Cluster, error_message, etcdctl, etcdctl_run};
 use keel_api::mvccpb::KeyValue;
 use prost::Message;
 use redb::ReadableTable;
@@ -27,7 +27,10 @@ fn tamper(data_dir: &std::path::Path, main: u64) {
 
 /// (endpoint, hash) lines of `etcdctl endpoint hashkv`.
 fn hashes(endpoints: &str) -> Vec<String> {
-    etcdctl_run(endpoints, &["endpoint", "hashkv"]).lines().map(|line| line.split(", ").nth(1).unwrap_or_default().to_string()).collect()
+    etcdctl_run(endpoints, &["endpoint", "hashkv"])
+        .lines()
+        .map(|line| line.split(", ").nth(1).unwrap_or_default().to_string())
+        .collect()
 }
 
 #[test]

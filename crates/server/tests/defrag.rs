@@ -25,7 +25,10 @@ async fn listing(client: &mut Client) -> Vec<(String, i64, i64, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn defrag_of_a_large_database_keeps_serving_and_loses_nothing() {
-    let server = tokio::task::spawn_blocking(|| Server::keel(&["--snapshot-count", "200", "--quota-backend-bytes", "-1"])).await.unwrap();
+    let server =
+        tokio::task::spawn_blocking(|| Server::keel(&["--snapshot-count", "200", "--quota-backend-bytes", "-1"]))
+            .await
+            .unwrap();
     let mut client = server.client().await;
     // Two generations of 1 MiB values on 300 keys: ~600 MiB of history, half of it superseded.
     let value = vec![b'v'; MIB];
@@ -50,14 +53,20 @@ async fn defrag_of_a_large_database_keeps_serving_and_loses_nothing() {
     let status = client.status().await.unwrap();
     let (size_before, in_use_before) = (status.db_size() as usize, status.raft_used_db_size() as usize);
     assert!(size_before > 500 * MIB, "the database is only {} MiB", size_before / MIB);
-    assert!(size_before - in_use_before > 200 * MIB, "compaction freed only {} MiB", (size_before - in_use_before) / MIB);
+    assert!(
+        size_before - in_use_before > 200 * MIB,
+        "compaction freed only {} MiB",
+        (size_before - in_use_before) / MIB
+    );
 
     // Readers (linearizable) and a writer run through the whole defrag.
     let stop = Arc::new(AtomicBool::new(false));
-    let (read_failures, slowest_read, slowest_write) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (read_failures, slowest_read, slowest_write) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut load = Vec::new();
     for reader in 0..4 {
-        let (mut client, stop, failures, slowest) = (client.clone(), stop.clone(), read_failures.clone(), slowest_read.clone());
+        let (mut client, stop, failures, slowest) =
+            (client.clone(), stop.clone(), read_failures.clone(), slowest_read.clone());
         load.push(tokio::spawn(async move {
             let mut reads = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -113,7 +122,10 @@ async fn defrag_of_a_large_database_keeps_serving_and_loses_nothing() {
     );
     assert_eq!(read_failures.load(Ordering::Relaxed), 0, "reads failed during the defrag");
     assert!(reads > 100 && writes > 10, "the load did not run: {reads} reads, {writes} writes");
-    assert!(size_after <= size_before - (size_before - in_use_before) * 9 / 10, "the file did not shrink by what was freed");
+    assert!(
+        size_after <= size_before - (size_before - in_use_before) * 9 / 10,
+        "the file did not shrink by what was freed"
+    );
     assert!(slowest_read < Duration::from_secs(1), "a read waited {slowest_read:?}");
     assert!(slowest_write < Duration::from_secs(2), "a write waited {slowest_write:?}");
     // Nothing lost: the same keys at the same revisions (the writes made meanwhile came after).

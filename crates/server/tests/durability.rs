@@ -21,7 +21,8 @@ async fn write_until_failure(endpoint: String, writer: usize, round: usize, ackn
     for sequence in 0.. {
         // Each writer has its own keys, and also overwrites one shared key, so both fresh keys and
         // new versions of an old key are checked.
-        let key = if sequence % 4 == 3 { "shared".to_string() } else { format!("round{round}/writer{writer}/{sequence}") };
+        let key =
+            if sequence % 4 == 3 { "shared".to_string() } else { format!("round{round}/writer{writer}/{sequence}") };
         let value = format!("{round}-{writer}-{sequence}");
         match client.put(key.as_str(), value.as_str(), Some(PutOptions::new())).await {
             Ok(response) => {
@@ -40,7 +41,9 @@ async fn acknowledged_writes_survive_kill_9_at_random_moments() {
     let mut last_revision = 1;
     for round in 0..KILLS {
         let writers: Vec<_> = (0..WRITERS)
-            .map(|writer| tokio::spawn(write_until_failure(server.endpoint.clone(), writer, round, acknowledged.clone())))
+            .map(|writer| {
+                tokio::spawn(write_until_failure(server.endpoint.clone(), writer, round, acknowledged.clone()))
+            })
             .collect();
         let delay = rand::rng().random_range(200..1500);
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -76,7 +79,10 @@ async fn check(server: &Server, acknowledged: &Acknowledged, previous_revision: 
     let mut newest_shared = (String::new(), 0);
     for (key, value, acknowledged_revision) in &writes {
         assert!(revisions.insert(*acknowledged_revision), "two acknowledged puts got revision {acknowledged_revision}");
-        assert!(*acknowledged_revision <= revision, "acknowledged revision {acknowledged_revision} is above the store's {revision}");
+        assert!(
+            *acknowledged_revision <= revision,
+            "acknowledged revision {acknowledged_revision} is above the store's {revision}"
+        );
         if key == "shared" {
             if *acknowledged_revision > newest_shared.1 {
                 newest_shared = (value.clone(), *acknowledged_revision);
@@ -87,7 +93,8 @@ async fn check(server: &Server, acknowledged: &Acknowledged, previous_revision: 
             assert_eq!((kv.value_str().unwrap(), kv.mod_revision()), (value.as_str(), *acknowledged_revision));
             continue;
         }
-        let (stored_value, stored_revision) = stored.get(key).unwrap_or_else(|| panic!("acknowledged key {key} is lost"));
+        let (stored_value, stored_revision) =
+            stored.get(key).unwrap_or_else(|| panic!("acknowledged key {key} is lost"));
         assert_eq!((stored_value, stored_revision), (value, acknowledged_revision), "key {key}");
     }
     if newest_shared.1 > 0 {

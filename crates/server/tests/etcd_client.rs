@@ -61,7 +61,10 @@ async fn put_get_delete_with_prefixes_ranges_limits_and_sorting() {
 
     let deleted = client.delete("app/", Some(DeleteOptions::new().with_prefix().with_prev_key())).await.unwrap();
     assert_eq!(deleted.deleted(), 3);
-    assert_eq!(deleted.prev_kvs().iter().map(|kv| kv.key_str().unwrap()).collect::<Vec<_>>(), ["app/a", "app/b", "app/c"]);
+    assert_eq!(
+        deleted.prev_kvs().iter().map(|kv| kv.key_str().unwrap()).collect::<Vec<_>>(),
+        ["app/a", "app/b", "app/c"]
+    );
     assert_eq!(deleted.header().unwrap().revision(), 8, "one revision for the whole delete");
     let nothing = client.delete("app/", Some(DeleteOptions::new().with_prefix())).await.unwrap();
     assert_eq!((nothing.deleted(), nothing.header().unwrap().revision()), (0, 8));
@@ -98,7 +101,11 @@ async fn transactions_take_the_right_branch_and_see_their_own_writes() {
         .and_then([
             TxnOp::put("counter", "2", None),
             TxnOp::get("counter", None),
-            TxnOp::txn(Txn::new().when([Compare::create_revision("absent", CompareOp::Equal, 0)]).and_then([TxnOp::put("made", "yes", None)])),
+            TxnOp::txn(
+                Txn::new()
+                    .when([Compare::create_revision("absent", CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put("made", "yes", None)]),
+            ),
         ])
         .or_else([TxnOp::put("failed", "yes", None)]);
     let response = client.txn(txn).await.unwrap();
@@ -147,9 +154,21 @@ async fn bad_requests_get_etcds_codes_and_messages() {
     let (_server, mut client) = keel(&["--max-request-bytes", "4096"]).await;
     let cases: Vec<(Result<(), Error>, tonic::Code, &str)> = vec![
         (client.put("", "v", None).await.map(drop), tonic::Code::InvalidArgument, "etcdserver: key is not provided"),
-        (client.put("big", vec![0u8; 5000], None).await.map(drop), tonic::Code::InvalidArgument, "etcdserver: request is too large"),
-        (client.put("k", "v", Some(PutOptions::new().with_lease(42))).await.map(drop), tonic::Code::NotFound, "etcdserver: requested lease not found"),
-        (client.put("k", "", Some(PutOptions::new().with_ignore_value())).await.map(drop), tonic::Code::InvalidArgument, "etcdserver: key not found"),
+        (
+            client.put("big", vec![0u8; 5000], None).await.map(drop),
+            tonic::Code::InvalidArgument,
+            "etcdserver: request is too large",
+        ),
+        (
+            client.put("k", "v", Some(PutOptions::new().with_lease(42))).await.map(drop),
+            tonic::Code::NotFound,
+            "etcdserver: requested lease not found",
+        ),
+        (
+            client.put("k", "", Some(PutOptions::new().with_ignore_value())).await.map(drop),
+            tonic::Code::InvalidArgument,
+            "etcdserver: key not found",
+        ),
         (client.get("", None).await.map(drop), tonic::Code::InvalidArgument, "etcdserver: key is not provided"),
     ];
     for (result, code, message) in cases {
@@ -191,7 +210,9 @@ async fn data_and_revisions_survive_a_clean_restart_and_log_compaction() {
         response
             .kvs()
             .iter()
-            .map(|kv| (kv.key_str().unwrap().into(), kv.value_str().unwrap().into(), kv.create_revision(), kv.mod_revision()))
+            .map(|kv| {
+                (kv.key_str().unwrap().into(), kv.value_str().unwrap().into(), kv.create_revision(), kv.mod_revision())
+            })
             .collect()
     };
     assert_eq!(summary(&after), summary(&before));

@@ -121,9 +121,8 @@ fn prefix_from_key_ranges_limits_and_output_modes() {
 }
 
 /// b created first, then c, then a; c written 4 times, a 3 times, b twice; a last.
-const SORT_DATA: &[(&str, &str)] = &[
-    ("b", "3"), ("c", "1"), ("a", "2"), ("c", "1"), ("c", "1"), ("c", "1"), ("b", "3"), ("a", "2"), ("a", "2"),
-];
+const SORT_DATA: &[(&str, &str)] =
+    &[("b", "3"), ("c", "1"), ("a", "2"), ("c", "1"), ("c", "1"), ("c", "1"), ("b", "3"), ("a", "2"), ("a", "2")];
 
 #[test]
 fn sort_by_every_target_in_both_orders() {
@@ -208,14 +207,17 @@ fn transaction_branches_and_output() {
     assert_eq!(run(endpoint, &["get", "k", "--print-value-only"]), "v2\n", "the failed branch left k alone");
     assert_eq!(run(endpoint, &["get", "other", "--print-value-only"]), "x\n");
 
-    let output: Value = serde_json::from_str(&transaction(endpoint, success.replace("\"v\"", "\"v2\"").as_str(), &["-w", "json"])).unwrap();
+    let output: Value =
+        serde_json::from_str(&transaction(endpoint, success.replace("\"v\"", "\"v2\"").as_str(), &["-w", "json"]))
+            .unwrap();
     assert_eq!(output["succeeded"], true);
     assert_eq!(revision(&output), 6, "one revision for the whole transaction");
     let responses = output["responses"].as_array().unwrap();
     assert_eq!(revision(&responses[0]["Response"]["ResponsePut"]), 6);
     assert_eq!(only_key(&responses[1]["Response"]["ResponseRange"]), (2, 6, 3, "v2".into()));
 
-    let deleting: Value = serde_json::from_str(&transaction(endpoint, "mod(\"k\") > \"99\"\n\n\ndel k\n\n", &["-w", "json"])).unwrap();
+    let deleting: Value =
+        serde_json::from_str(&transaction(endpoint, "mod(\"k\") > \"99\"\n\n\ndel k\n\n", &["-w", "json"])).unwrap();
     assert_eq!(deleting.get("succeeded"), None, "false is omitted: {deleting}");
     assert_eq!(deleting["responses"][0]["Response"]["ResponseDeleteRange"]["deleted"], 1);
     assert_eq!(run(endpoint, &["get", "k"]), "");
@@ -260,7 +262,10 @@ fn transaction_compares_on_value_version_create_and_mod() {
 fn compaction_and_revision_bounds() {
     let server = Server::keel(&[]);
     let endpoint = server.endpoint.as_str();
-    assert_eq!(failure(endpoint, &["get", "k", "--rev", "2"]), "etcdserver: mvcc: required revision is a future revision");
+    assert_eq!(
+        failure(endpoint, &["get", "k", "--rev", "2"]),
+        "etcdserver: mvcc: required revision is a future revision"
+    );
     put_all(endpoint, &[("k", "c1"), ("k", "c2"), ("k", "c3"), ("k", "c4")]); // revisions 2..=5
     assert_eq!(run(endpoint, &["compaction", "4"]), "compacted revision 4\n");
     let compacted = "etcdserver: mvcc: required revision has been compacted";
@@ -390,7 +395,11 @@ fn outcomes(endpoint: &str, script: &[Step]) -> Vec<String> {
         false => format!("error: {}", error_message(&stderr)),
         true => match serde_json::from_str::<Value>(&stdout) {
             Ok(value) => normalise(value).to_string(),
-            Err(_) => stdout.lines().filter(|line| !["\"ClusterID\"", "\"MemberID\"", "\"RaftTerm\""].iter().any(|id| line.starts_with(id))).collect::<Vec<_>>().join("\n"),
+            Err(_) => stdout
+                .lines()
+                .filter(|line| !["\"ClusterID\"", "\"MemberID\"", "\"RaftTerm\""].iter().any(|id| line.starts_with(id)))
+                .collect::<Vec<_>>()
+                .join("\n"),
         },
     };
     let outcome = |step: &Step| match step {
@@ -440,8 +449,14 @@ fn transactions_and_compaction_match_etcd() {
     assert_same_as_etcd(&[
         Step::Command(vec!["put", "k", "v"]),
         Step::Command(vec!["put", "m", "10"]),
-        Step::Transaction("value(\"k\") = \"v\"\nversion(\"k\") > \"0\"\n\nput k v2\nget k\n\nput k failed\n\n", &["-w", "json"]),
-        Step::Transaction("value(\"k\") = \"v\"\n\nput k v3\n\nput other x\nget --prefix \"\"\ndel m\n\n", &["-w", "json"]),
+        Step::Transaction(
+            "value(\"k\") = \"v\"\nversion(\"k\") > \"0\"\n\nput k v2\nget k\n\nput k failed\n\n",
+            &["-w", "json"],
+        ),
+        Step::Transaction(
+            "value(\"k\") = \"v\"\n\nput k v3\n\nput other x\nget --prefix \"\"\ndel m\n\n",
+            &["-w", "json"],
+        ),
         Step::Transaction("mod(\"k\") < \"5\"\ncreate(\"k\") = \"0\"\n\nput x 1\n\ndel k\n\n", &[]),
         Step::Transaction("create(\"missing\") = \"0\"\n\nput missing here\nget missing\n\n\n", &[]),
         Step::Transaction("\n\nget --prefix \"\"\n\n\n", &["-w", "json"]),

@@ -85,7 +85,9 @@ fn normalise(output: &str, leases: &[i64]) -> String {
         text.replace_range(inner..start + length, &sorted);
     }
     for (index, id) in leases.iter().enumerate() {
-        text = text.replace(&format!("{id:016x}"), &format!("lease-{index}")).replace(&id.to_string(), &format!("lease-{index}"));
+        text = text
+            .replace(&format!("{id:016x}"), &format!("lease-{index}"))
+            .replace(&id.to_string(), &format!("lease-{index}"));
     }
     text
 }
@@ -118,9 +120,13 @@ impl Background {
     fn start(endpoint: &str, arguments: &[&str]) -> Background {
         let mut command = Command::new("etcdctl");
         command.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoint}")).args(arguments).stdin(Stdio::null());
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("etcdctl is not installed");
+        let mut child =
+            command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("etcdctl is not installed");
         let (stdout, stderr) = (Arc::default(), Arc::default());
-        let readers = vec![collect(child.stdout.take().unwrap(), Arc::clone(&stdout)), collect(child.stderr.take().unwrap(), Arc::clone(&stderr))];
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), Arc::clone(&stdout)),
+            collect(child.stderr.take().unwrap(), Arc::clone(&stderr)),
+        ];
         Background { child, stdout, stderr, readers }
     }
 
@@ -187,10 +193,20 @@ fn watch_history(endpoint: &str, arguments: &[&str]) -> String {
 
 #[test]
 fn watch_replays_history_like_etcd() {
-    let writes: &[&[&str]] = &[&["put", "a", "1"], &["put", "a", "2"], &["put", "ab", "x"], &["del", "a"], &["put", "b", "y"], &["put", "a", "3"]];
+    let writes: &[&[&str]] = &[
+        &["put", "a", "1"],
+        &["put", "a", "2"],
+        &["put", "ab", "x"],
+        &["del", "a"],
+        &["put", "b", "y"],
+        &["put", "a", "3"],
+    ];
     let watches: &[&[&str]] = &[
-        &["watch", "a", "--rev", "1"], &["watch", "--prefix", "a", "--rev", "3"], &["watch", "a", "--rev", "3", "--prev-kv"],
-        &["watch", "--prefix", "", "--rev", "2", "-w", "json"], &["watch", "a", "b", "--rev", "4", "--prev-kv", "-w", "json"],
+        &["watch", "a", "--rev", "1"],
+        &["watch", "--prefix", "a", "--rev", "3"],
+        &["watch", "a", "--rev", "3", "--prev-kv"],
+        &["watch", "--prefix", "", "--rev", "2", "-w", "json"],
+        &["watch", "a", "b", "--rev", "4", "--prev-kv", "-w", "json"],
     ];
     let outputs = |endpoint: &str| -> Vec<String> {
         for write in writes {
@@ -204,7 +220,8 @@ fn watch_replays_history_like_etcd() {
     assert_eq!(ours[1], "PUT\na\n2\nPUT\nab\nx\nDELETE\na\n\nPUT\na\n3\n");
     assert_eq!(ours[2], "PUT\na\n1\na\n2\nDELETE\na\n2\na\n\nPUT\na\n3\n");
     let all: Value = serde_json::from_str(&ours[3]).unwrap();
-    let revisions: Vec<i64> = all["Events"].as_array().unwrap().iter().map(|event| event["kv"]["mod_revision"].as_i64().unwrap()).collect();
+    let revisions: Vec<i64> =
+        all["Events"].as_array().unwrap().iter().map(|event| event["kv"]["mod_revision"].as_i64().unwrap()).collect();
     assert_eq!(revisions, [2, 3, 4, 5, 6, 7], "{all}");
     assert_eq!(all["Header"]["revision"], 7);
     assert_same(watches, &ours, &outputs(&etcd.endpoint));
@@ -220,7 +237,12 @@ fn live_watch(endpoint: &str) -> (String, String) {
     assert_eq!(run(endpoint, &["put", "live/probe", "ready"]), "OK\n");
     text.wait_for("live/probe");
     json_watcher.wait_for(&encode("live/probe"));
-    for (write, printed) in [(&["put", "live/a", "1"][..], "OK\n"), (&["put", "live/a", "2"], "OK\n"), (&["put", "other", "x"], "OK\n"), (&["del", "live/a"], "1\n")] {
+    for (write, printed) in [
+        (&["put", "live/a", "1"][..], "OK\n"),
+        (&["put", "live/a", "2"], "OK\n"),
+        (&["put", "other", "x"], "OK\n"),
+        (&["del", "live/a"], "1\n"),
+    ] {
         assert_eq!(run(endpoint, write), printed);
     }
     let (success, _, stderr) = etcdctl_with_input(endpoint, &["txn"], "\nput live/b b\nput live/c c\n\n\n");
@@ -238,7 +260,10 @@ fn live_watch_prints_events_as_they_happen_like_etcd() {
     let (keel, etcd) = (Server::keel(&[]), Server::etcd(&[]));
     let (text, json_output) = live_watch(&keel.endpoint);
     let expected = [
-        "PUT\nlive/probe\nready\n", "PUT\nlive/a\n1\n", "PUT\nlive/a\n1\nlive/a\n2\n", "DELETE\nlive/a\n2\nlive/a\n\n",
+        "PUT\nlive/probe\nready\n",
+        "PUT\nlive/a\n1\n",
+        "PUT\nlive/a\n1\nlive/a\n2\n",
+        "DELETE\nlive/a\n2\nlive/a\n\n",
         "PUT\nlive/b\nb\nPUT\nlive/c\nc\n",
         "DELETE\nlive/b\nb\nlive/b\n\nDELETE\nlive/c\nc\nlive/c\n\nDELETE\nlive/probe\nready\nlive/probe\n\n",
         "PUT\nlive/end\ndone\n",
@@ -247,10 +272,15 @@ fn live_watch_prints_events_as_they_happen_like_etcd() {
     let responses: Vec<Value> = json_output.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
     let sizes: Vec<usize> = responses.iter().map(|response| response["Events"].as_array().unwrap().len()).collect();
     assert_eq!(sizes, [1, 1, 1, 1, 2, 3, 1], "one response per revision: {json_output}");
-    let revisions: Vec<i64> = responses.iter().map(|response| response["Header"]["revision"].as_i64().unwrap()).collect();
+    let revisions: Vec<i64> =
+        responses.iter().map(|response| response["Header"]["revision"].as_i64().unwrap()).collect();
     assert_eq!(revisions, [2, 3, 4, 6, 7, 8, 9], "the write to `other` (5) is not watched: {json_output}");
     let (etcd_text, etcd_json) = live_watch(&etcd.endpoint);
-    assert_same(&["text watch", "json watch"], &[text, normalise(&json_output, &[])], &[etcd_text, normalise(&etcd_json, &[])]);
+    assert_same(
+        &["text watch", "json watch"],
+        &[text, normalise(&json_output, &[])],
+        &[etcd_text, normalise(&etcd_json, &[])],
+    );
 }
 
 #[test]
@@ -258,14 +288,22 @@ fn watch_from_a_compacted_revision_is_canceled_like_etcd() {
     let outputs = |endpoint: &str| -> Vec<String> {
         ["c1", "c2", "c3", "c4"].iter().for_each(|value| assert_eq!(run(endpoint, &["put", "k", value]), "OK\n")); // revisions 2..=5
         assert_eq!(run(endpoint, &["compaction", "4"]), "compacted revision 4\n");
-        let (exited, stdout, stderr) = Background::start(endpoint, &["watch", "k", "--rev", "2"]).finish(Duration::from_secs(20));
+        let (exited, stdout, stderr) =
+            Background::start(endpoint, &["watch", "k", "--rev", "2"]).finish(Duration::from_secs(20));
         assert_eq!((exited, stdout.as_str()), (Some(false), ""), "{endpoint}: {stderr}");
-        assert!(stderr.contains("watch was canceled (etcdserver: mvcc: required revision has been compacted)\n"), "{endpoint}: {stderr}");
+        assert!(
+            stderr.contains("watch was canceled (etcdserver: mvcc: required revision has been compacted)\n"),
+            "{endpoint}: {stderr}"
+        );
         assert_eq!(error_message(&stderr), "watch is canceled by the server");
-        let (exited, canceled, stderr) = Background::start(endpoint, &["watch", "k", "--rev", "3", "-w", "json"]).finish(Duration::from_secs(20));
+        let (exited, canceled, stderr) =
+            Background::start(endpoint, &["watch", "k", "--rev", "3", "-w", "json"]).finish(Duration::from_secs(20));
         assert_eq!(exited, Some(false), "{endpoint}: {stderr}");
         let response: Value = serde_json::from_str(&canceled).unwrap_or_else(|error| panic!("{error} in {canceled}"));
-        assert_eq!((&response["Canceled"], &response["CompactRevision"], &response["Events"]), (&Value::from(true), &Value::from(4), &serde_json::json!([])));
+        assert_eq!(
+            (&response["Canceled"], &response["CompactRevision"], &response["Events"]),
+            (&Value::from(true), &Value::from(4), &serde_json::json!([]))
+        );
         assert_eq!(watch_history(endpoint, &["watch", "k", "--rev", "4"]), "PUT\nk\nc3\nPUT\nk\nc4\n");
         vec![normalise(&canceled, &[])]
     };
@@ -275,30 +313,48 @@ fn watch_from_a_compacted_revision_is_canceled_like_etcd() {
 
 /// Every lease command and its errors; `{0}`, `{1}` are the first and second granted leases.
 const LEASE_SCRIPT: &[&[&str]] = &[
-    &["lease", "grant", "30"], &["lease", "grant", "60", "-w", "json"],
-    &["lease", "list"], &["lease", "list", "-w", "json"],
-    &["put", "--lease={0}", "k1", "v1"], &["put", "--lease={0}", "k2", "v2", "-w", "json"],
-    &["put", "--lease={1}", "k3", "v3"], &["put", "k4", "v4"],
+    &["lease", "grant", "30"],
+    &["lease", "grant", "60", "-w", "json"],
+    &["lease", "list"],
+    &["lease", "list", "-w", "json"],
+    &["put", "--lease={0}", "k1", "v1"],
+    &["put", "--lease={0}", "k2", "v2", "-w", "json"],
+    &["put", "--lease={1}", "k3", "v3"],
+    &["put", "k4", "v4"],
     &["get", "--prefix", "k", "-w", "json"],
-    &["lease", "timetolive", "{0}", "--keys"], &["lease", "timetolive", "{0}", "--keys", "-w", "json"],
-    &["lease", "keep-alive", "--once", "{0}"], &["lease", "keep-alive", "--once", "{1}", "-w", "json"],
-    &["put", "k3", "unleased"], &["lease", "timetolive", "{1}", "--keys", "-w", "json"],
-    &["lease", "revoke", "{0}"], &["get", "--prefix", "k", "-w", "json"],
-    &["lease", "timetolive", "{0}", "--keys"], &["lease", "timetolive", "{0}", "-w", "json"],
-    &["lease", "revoke", "{0}"], &["lease", "revoke", "1234"],
-    &["lease", "timetolive", "1234"], &["put", "--lease=1234", "k", "v"],
-    &["put", "--lease={0}", "k", "v"], &["lease", "keep-alive", "--once", "1234"],
+    &["lease", "timetolive", "{0}", "--keys"],
+    &["lease", "timetolive", "{0}", "--keys", "-w", "json"],
+    &["lease", "keep-alive", "--once", "{0}"],
+    &["lease", "keep-alive", "--once", "{1}", "-w", "json"],
+    &["put", "k3", "unleased"],
+    &["lease", "timetolive", "{1}", "--keys", "-w", "json"],
+    &["lease", "revoke", "{0}"],
+    &["get", "--prefix", "k", "-w", "json"],
+    &["lease", "timetolive", "{0}", "--keys"],
+    &["lease", "timetolive", "{0}", "-w", "json"],
+    &["lease", "revoke", "{0}"],
+    &["lease", "revoke", "1234"],
+    &["lease", "timetolive", "1234"],
+    &["put", "--lease=1234", "k", "v"],
+    &["put", "--lease={0}", "k", "v"],
+    &["lease", "keep-alive", "--once", "1234"],
     &["lease", "keep-alive", "1234"],
     &["lease", "revoke", "{1}", "-w", "json"],
-    &["lease", "list"], &["lease", "list", "-w", "json"],
-    &["lease", "grant", "1"], &["lease", "grant", "1", "-w", "json"],
+    &["lease", "list"],
+    &["lease", "list", "-w", "json"],
+    &["lease", "grant", "1"],
+    &["lease", "grant", "1", "-w", "json"],
 ];
 
 fn lease_script(endpoint: &str) -> Vec<String> {
     let mut leases: Vec<i64> = Vec::new();
     let mut outcomes = Vec::new();
     for step in LEASE_SCRIPT {
-        let substitute = |argument: &&str| (0..leases.len()).fold(argument.to_string(), |text, index| text.replace(&format!("{{{index}}}"), &format!("{:x}", leases[index])));
+        let substitute = |argument: &&str| {
+            (0..leases.len()).fold(argument.to_string(), |text, index| {
+                text.replace(&format!("{{{index}}}"), &format!("{:x}", leases[index]))
+            })
+        };
         let arguments: Vec<String> = step.iter().map(substitute).collect();
         let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
         // Through a child with a deadline: a keep-alive that never ends must fail the test, not hang it.
@@ -318,12 +374,20 @@ fn lease_commands_match_etcd() {
     let ours = lease_script(&keel.endpoint);
     let not_found = "error: etcdserver: requested lease not found";
     let expectations = [
-        (0, "lease lease-0 granted with TTL(30s)\n"), (2, "found 2 leases\nlease-0\nlease-1\n"),
+        (0, "lease lease-0 granted with TTL(30s)\n"),
+        (2, "found 2 leases\nlease-0\nlease-1\n"),
         (9, "lease lease-0 granted with TTL(30s), remaining(...), attached keys([k1 k2])\n"),
-        (11, "lease lease-0 keepalived with TTL(30)\n"), (15, "lease lease-0 revoked\n"), (17, "lease lease-0 already expired\n"),
+        (11, "lease lease-0 keepalived with TTL(30)\n"),
+        (15, "lease lease-0 revoked\n"),
+        (17, "lease lease-0 already expired\n"),
         (19, "error: failed to revoke lease (etcdserver: requested lease not found)"),
-        (21, "lease 0000000000001234 already expired\n"), (22, not_found), (23, not_found), (24, not_found),
-        (25, "lease 0000000000001234 expired or revoked.\n"), (27, "found 0 leases\n"), (29, "lease lease-2 granted with TTL(2s)\n"),
+        (21, "lease 0000000000001234 already expired\n"),
+        (22, not_found),
+        (23, not_found),
+        (24, not_found),
+        (25, "lease 0000000000001234 expired or revoked.\n"),
+        (27, "found 0 leases\n"),
+        (29, "lease lease-2 granted with TTL(2s)\n"),
     ];
     for (step, expected) in expectations {
         assert_eq!(ours[step], expected, "keel, {:?}", LEASE_SCRIPT[step]);
@@ -333,7 +397,9 @@ fn lease_commands_match_etcd() {
 
 fn check_lease_lifecycle(endpoint: &str) {
     let (id, hex) = grant(endpoint, "30");
-    ["k1", "k2"].iter().for_each(|key| assert_eq!(run(endpoint, &["put", &format!("--lease={hex}"), key, "v"]), "OK\n"));
+    ["k1", "k2"]
+        .iter()
+        .for_each(|key| assert_eq!(run(endpoint, &["put", &format!("--lease={hex}"), key, "v"]), "OK\n"));
     run(endpoint, &["put", "k3", "v"]);
     let live = json(endpoint, &["lease", "timetolive", &hex, "--keys"]);
     assert_eq!((live["id"].as_i64(), live["granted-ttl"].as_i64()), (Some(id), Some(30)), "{endpoint}: {live}");
@@ -348,10 +414,18 @@ fn check_lease_lifecycle(endpoint: &str) {
     let before = revision(&json(endpoint, &["get", "k3"]));
     assert_eq!(run(endpoint, &["lease", "revoke", &hex]), format!("lease {hex} revoked\n"));
     let after = json(endpoint, &["get", "--prefix", "k"]);
-    assert_eq!((revision(&after), keys(&after)), (before + 1, vec!["k3".to_string()]), "{endpoint}: both keys go in one revision");
+    assert_eq!(
+        (revision(&after), keys(&after)),
+        (before + 1, vec!["k3".to_string()]),
+        "{endpoint}: both keys go in one revision"
+    );
     assert_eq!(run(endpoint, &["lease", "timetolive", &hex]), format!("lease {hex} already expired\n"));
     let expired = json(endpoint, &["lease", "timetolive", &hex]);
-    assert_eq!((expired["ttl"].as_i64(), expired["granted-ttl"].as_i64()), (Some(-1), Some(0)), "{endpoint}: {expired}");
+    assert_eq!(
+        (expired["ttl"].as_i64(), expired["granted-ttl"].as_i64()),
+        (Some(-1), Some(0)),
+        "{endpoint}: {expired}"
+    );
     assert_eq!(run(endpoint, &["lease", "list"]), "found 0 leases\n");
     let not_found = "etcdserver: requested lease not found";
     assert_eq!(failure(endpoint, &["lease", "revoke", &hex]), format!("failed to revoke lease ({not_found})"));
@@ -397,14 +471,20 @@ fn keep_alive_keeps_the_key_until_it_stops() {
 fn check_expiry(endpoint: &str) {
     let granted = Instant::now();
     let (_, hex) = grant(endpoint, "3");
-    ["e1", "e2"].iter().for_each(|key| assert_eq!(run(endpoint, &["put", &format!("--lease={hex}"), key, "v"]), "OK\n"));
+    ["e1", "e2"]
+        .iter()
+        .for_each(|key| assert_eq!(run(endpoint, &["put", &format!("--lease={hex}"), key, "v"]), "OK\n"));
     run(endpoint, &["put", "e3", "stays"]);
     let before = revision(&json(endpoint, &["get", "e1"]));
     assert_eq!(json(endpoint, &["lease", "timetolive", &hex])["granted-ttl"], 3);
     wait_until_gone(endpoint, "e1", Duration::from_secs(12));
     assert!(granted.elapsed() >= Duration::from_secs(2), "{endpoint}: expired after {:?}, TTL 3 s", granted.elapsed());
     let after = json(endpoint, &["get", "--prefix", "e"]);
-    assert_eq!((revision(&after), keys(&after)), (before + 1, vec!["e3".to_string()]), "{endpoint}: one revision for the expiry");
+    assert_eq!(
+        (revision(&after), keys(&after)),
+        (before + 1, vec!["e3".to_string()]),
+        "{endpoint}: one revision for the expiry"
+    );
     assert_eq!(run(endpoint, &["lease", "timetolive", &hex]), format!("lease {hex} already expired\n"));
     assert_eq!(run(endpoint, &["lease", "list"]), "found 0 leases\n");
     assert_eq!(failure(endpoint, &["lease", "keep-alive", "--once", &hex]), "etcdserver: requested lease not found");
@@ -426,7 +506,11 @@ fn check_restart(server: &mut Server) {
     assert_eq!(run(&endpoint, &["get", "survivor"]), "survivor\nv\n");
     assert_eq!(json(&endpoint, &["get", "survivor"])["kvs"][0]["lease"].as_i64(), Some(id));
     let live = json(&endpoint, &["lease", "timetolive", &hex, "--keys"]);
-    assert_eq!((live["granted-ttl"].as_i64(), decode_all(&live["keys"])), (Some(30), vec!["survivor".to_string()]), "{endpoint}: {live}");
+    assert_eq!(
+        (live["granted-ttl"].as_i64(), decode_all(&live["keys"])),
+        (Some(30), vec!["survivor".to_string()]),
+        "{endpoint}: {live}"
+    );
     assert!((1..=31).contains(&live["ttl"].as_i64().unwrap()), "{endpoint}: {live}");
     assert_eq!(run(&endpoint, &["lease", "list"]), format!("found 1 leases\n{hex}\n"));
     assert_eq!(run(&endpoint, &["lease", "revoke", &hex]), format!("lease {hex} revoked\n"));

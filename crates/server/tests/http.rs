@@ -30,7 +30,8 @@ async fn health_answers_as_etcd_does_and_turns_false_with_an_alarm() {
     let mut client = keel.client().await;
     assert_eq!(client.get("absent", None).await.unwrap().count(), 0);
     let endpoint = keel.endpoint.clone();
-    let (livez, readyz) = tokio::task::spawn_blocking(move || (get(&endpoint, "/livez"), get(&endpoint, "/nothing"))).await.unwrap();
+    let (livez, readyz) =
+        tokio::task::spawn_blocking(move || (get(&endpoint, "/livez"), get(&endpoint, "/nothing"))).await.unwrap();
     assert_eq!(livez, (200, "ok".to_string()));
     assert_eq!(readyz.0, 404);
 }

@@ -72,19 +72,31 @@ async fn expiry_deletes_every_attached_key_at_one_revision() {
     for key in ["expiring/1", "expiring/2", "expiring/3"] {
         client.put(key, "v", Some(PutOptions::new().with_lease(lease.id()))).await.unwrap();
     }
-    let start = client.get("expiring/", Some(GetOptions::new().with_prefix())).await.unwrap().header().unwrap().revision();
-    let mut watch = client.watch("expiring/", Some(WatchOptions::new().with_prefix().with_start_revision(start + 1))).await.unwrap();
+    let start =
+        client.get("expiring/", Some(GetOptions::new().with_prefix())).await.unwrap().header().unwrap().revision();
+    let mut watch = client
+        .watch("expiring/", Some(WatchOptions::new().with_prefix().with_start_revision(start + 1)))
+        .await
+        .unwrap();
     assert!(watch.message().await.unwrap().unwrap().created());
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut deletes = Vec::new();
     while deletes.len() < 3 {
-        let response = tokio::time::timeout_at(deadline.into(), watch.message()).await.expect("lease did not expire").unwrap().unwrap();
+        let response = tokio::time::timeout_at(deadline.into(), watch.message())
+            .await
+            .expect("lease did not expire")
+            .unwrap()
+            .unwrap();
         for event in response.events() {
             assert_eq!(event.event_type(), EventType::Delete);
             deletes.push(event.kv().unwrap().mod_revision());
         }
     }
-    assert!(deletes.iter().all(|revision| *revision == start + 1), "deletes at {deletes:?}, expected all at {}", start + 1);
+    assert!(
+        deletes.iter().all(|revision| *revision == start + 1),
+        "deletes at {deletes:?}, expected all at {}",
+        start + 1
+    );
     assert_eq!(client.get("expiring/", Some(GetOptions::new().with_prefix())).await.unwrap().count(), 0);
 }
 

@@ -94,9 +94,24 @@ async fn counters_after_a_known_workload_match_etcd_and_gauges_match_status() {
         let status = client.status().await.unwrap();
         let samples = scrape(&server.endpoint).await;
         let revision = client.get("m5", None).await.unwrap().header().unwrap().revision();
-        assert_eq!(value(&samples, "etcd_debugging_mvcc_current_revision", &[]), revision as f64, "{}", server.endpoint);
-        assert_eq!(value(&samples, "etcd_mvcc_db_total_size_in_bytes", &[]), status.db_size() as f64, "{}", server.endpoint);
-        assert_eq!(value(&samples, "etcd_debugging_mvcc_db_total_size_in_bytes", &[]), status.db_size() as f64, "{}", server.endpoint);
+        assert_eq!(
+            value(&samples, "etcd_debugging_mvcc_current_revision", &[]),
+            revision as f64,
+            "{}",
+            server.endpoint
+        );
+        assert_eq!(
+            value(&samples, "etcd_mvcc_db_total_size_in_bytes", &[]),
+            status.db_size() as f64,
+            "{}",
+            server.endpoint
+        );
+        assert_eq!(
+            value(&samples, "etcd_debugging_mvcc_db_total_size_in_bytes", &[]),
+            status.db_size() as f64,
+            "{}",
+            server.endpoint
+        );
         assert_eq!(value(&samples, "etcd_server_has_leader", &[]), 1.0);
         assert_eq!(value(&samples, "etcd_server_is_leader", &[]), 1.0);
         assert_eq!(value(&samples, "etcd_server_quota_backend_bytes", &[]), 2.0 * 1024.0 * 1024.0 * 1024.0);
@@ -107,8 +122,14 @@ async fn counters_after_a_known_workload_match_etcd_and_gauges_match_status() {
         keys.push(value(&samples, "etcd_debugging_mvcc_keys_total", &[]));
     }
     assert_eq!(keys[0], keys[1], "etcd_debugging_mvcc_keys_total (etcd, keel)");
-    println!("counter deltas (etcd, keel): {:?}", COUNTERS.iter().zip(deltas[0].iter().zip(&deltas[1])).collect::<Vec<_>>());
-    assert_eq!(deltas[0], deltas[1], "Keel's counters moved differently from etcd's for the same workload: {COUNTERS:?}");
+    println!(
+        "counter deltas (etcd, keel): {:?}",
+        COUNTERS.iter().zip(deltas[0].iter().zip(&deltas[1])).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        deltas[0], deltas[1],
+        "Keel's counters moved differently from etcd's for the same workload: {COUNTERS:?}"
+    );
     assert_eq!(deltas[1][0], 12.0, "10 puts and the txn's 2");
 
     // Keel's in-use size is the one Status reports (one measurement, shared).
@@ -127,11 +148,10 @@ fn share_above(samples: &[Sample], histogram: &str, bound: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_wal_fsync_moves_the_histogram_and_is_warned_about() {
-    let (normal, slow) = tokio::task::spawn_blocking(|| {
-        (Server::keel(&[]), Server::keel(&["--test-wal-fsync-delay", "25ms"]))
-    })
-    .await
-    .unwrap();
+    let (normal, slow) =
+        tokio::task::spawn_blocking(|| (Server::keel(&[]), Server::keel(&["--test-wal-fsync-delay", "25ms"])))
+            .await
+            .unwrap();
     for server in [&normal, &slow] {
         let mut client = server.client().await;
         // Writes for longer than the warning window (5 s), so at least one window is read with samples in it.
@@ -177,9 +197,16 @@ async fn a_cluster_reports_peer_round_trips_bytes_and_one_leader() {
             samples.iter().filter(|sample| sample.name == "etcd_network_peer_round_trip_time_seconds_count").collect();
         assert_eq!(probes.len(), 2, "one round-trip series per peer: {probes:?}");
         assert!(probes.iter().all(|probe| probe.value >= 1.0 && probe.labels.contains("To=")), "{probes:?}");
-        let sent: f64 = samples.iter().filter(|sample| sample.name == "etcd_network_peer_sent_bytes_total").map(|sample| sample.value).sum();
-        let received: f64 =
-            samples.iter().filter(|sample| sample.name == "etcd_network_peer_received_bytes_total").map(|sample| sample.value).sum();
+        let sent: f64 = samples
+            .iter()
+            .filter(|sample| sample.name == "etcd_network_peer_sent_bytes_total")
+            .map(|sample| sample.value)
+            .sum();
+        let received: f64 = samples
+            .iter()
+            .filter(|sample| sample.name == "etcd_network_peer_received_bytes_total")
+            .map(|sample| sample.value)
+            .sum();
         assert!(sent > 0.0 && received > 0.0, "{}: sent {sent}, received {received}", member.endpoint);
         assert!(value(&samples, "etcd_mvcc_put_total", &[]) >= 20.0, "every member applies every put");
     }
@@ -287,7 +314,8 @@ async fn the_exposition_is_etcds_text_format_unless_openmetrics_is_asked_for() {
         client.get("exposition", None).await.unwrap();
         let endpoint = server.endpoint.clone();
         // What curl and most scripts send.
-        let exposition = tokio::task::spawn_blocking(move || http_get_accepting(&endpoint, "/metrics", "*/*")).await.unwrap();
+        let exposition =
+            tokio::task::spawn_blocking(move || http_get_accepting(&endpoint, "/metrics", "*/*")).await.unwrap();
         assert_eq!(exposition.0, 200, "{}", server.endpoint);
         expositions.push(exposition);
     }

@@ -34,7 +34,8 @@ impl Prometheus {
         let binary = which("prometheus");
         let scratch = tempfile::tempdir().unwrap();
         let rules = repository().join("observability/prometheus/alerts.yml");
-        let targets: Vec<String> = targets.iter().map(|endpoint| format!("'{}'", endpoint.trim_start_matches("http://"))).collect();
+        let targets: Vec<String> =
+            targets.iter().map(|endpoint| format!("'{}'", endpoint.trim_start_matches("http://"))).collect();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - '{}'\nscrape_configs:\n  - job_name: keel\n    static_configs:\n      - targets: [{}]\n",
             rules.display(),
@@ -72,7 +73,8 @@ impl Prometheus {
 fn which(program: &str) -> PathBuf {
     let found = std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|path| path.is_file()));
-    found.unwrap_or_else(|| panic!("`{program}` is not installed: scripts/test.sh installs Debian's prometheus package"))
+    found
+        .unwrap_or_else(|| panic!("`{program}` is not installed: scripts/test.sh installs Debian's prometheus package"))
 }
 
 #[test]
@@ -132,12 +134,22 @@ fn a_real_prometheus_scrapes_the_cluster_and_every_dashboard_query_has_data() {
 
     let dashboard = repository().join("observability/grafana/keel-dashboard.json");
     let checker = repository().join("observability/check_queries.py");
-    let output = Command::new("python3").arg(&checker).arg(&prometheus.url).arg(&dashboard).arg("--require-data").output().unwrap();
+    let output = Command::new("python3")
+        .arg(&checker)
+        .arg(&prometheus.url)
+        .arg(&dashboard)
+        .arg("--require-data")
+        .output()
+        .unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let written = load.join().unwrap();
     let report = String::from_utf8_lossy(&output.stdout);
     println!("{report}");
-    assert!(output.status.success(), "a dashboard query failed or had no data ({written} writes):\n{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "a dashboard query failed or had no data ({written} writes):\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The alert rules pass promtool's checks and their own unit tests (each case names the alerts that must
@@ -148,8 +160,17 @@ fn alert_rules_pass_promtool_and_the_dashboard_is_current() {
     let promtool = which("promtool");
     for arguments in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]] {
         let output = Command::new(&promtool).args(&arguments).current_dir(dir.join("prometheus")).output().unwrap();
-        assert!(output.status.success(), "promtool {arguments:?}:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "promtool {arguments:?}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let output = Command::new("python3").arg(dir.join("grafana/build_dashboard.py")).arg("--check").output().unwrap();
-    assert!(output.status.success(), "keel-dashboard.json is stale: run observability/grafana/build_dashboard.py\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "keel-dashboard.json is stale: run observability/grafana/build_dashboard.py\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

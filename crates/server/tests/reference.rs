@@ -89,7 +89,13 @@ fn put_op(k: &str, v: &str) -> RequestOp {
 }
 
 fn compare(k: &str, end: &str, target: CompareTarget, result: CompareResult, value: TargetUnion) -> Compare {
-    Compare { key: key(k), range_end: key(end), target: target as i32, result: result as i32, target_union: Some(value) }
+    Compare {
+        key: key(k),
+        range_end: key(end),
+        target: target as i32,
+        result: result as i32,
+        target_union: Some(value),
+    }
 }
 
 fn scenario() -> Vec<Step> {
@@ -205,12 +211,20 @@ fn scenario() -> Vec<Step> {
         Step::Put(PutRequest { key: key("absent"), ignore_value: true, ..Default::default() }),
         Step::Put(PutRequest { key: key("absent"), ignore_lease: true, value: key("v"), ..Default::default() }),
         Step::Put(PutRequest { key: key("big"), value: vec![b'x'; 1_600_000], ..Default::default() }),
-        Step::Txn(TxnRequest { compare: vec![], success: vec![put_op("dup", "1"), put_op("dup", "2")], failure: vec![] }),
+        Step::Txn(TxnRequest {
+            compare: vec![],
+            success: vec![put_op("dup", "1"), put_op("dup", "2")],
+            failure: vec![],
+        }),
         Step::Txn(TxnRequest {
             compare: vec![],
             success: vec![
                 put_op("in/range", "1"),
-                op(Op::RequestDeleteRange(DeleteRangeRequest { key: key("in/"), range_end: key("in0"), ..Default::default() })),
+                op(Op::RequestDeleteRange(DeleteRangeRequest {
+                    key: key("in/"),
+                    range_end: key("in0"),
+                    ..Default::default()
+                })),
             ],
             failure: vec![],
         }),
@@ -223,12 +237,15 @@ fn scenario() -> Vec<Step> {
         Step::Txn(TxnRequest { compare: vec![], success: vec![put_op("", "x")], failure: vec![] }),
         Step::Txn(TxnRequest {
             compare: vec![],
-            success: vec![put_op("leased", "x"), put_op("other", "y")].into_iter().map(|mut request_op| {
-                if let Some(Op::RequestPut(put)) = &mut request_op.request {
-                    put.lease = 99;
-                }
-                request_op
-            }).collect(),
+            success: vec![put_op("leased", "x"), put_op("other", "y")]
+                .into_iter()
+                .map(|mut request_op| {
+                    if let Some(Op::RequestPut(put)) = &mut request_op.request {
+                        put.lease = 99;
+                    }
+                    request_op
+                })
+                .collect(),
             failure: vec![],
         }),
         Step::Range(range("\0", "\0")),
@@ -251,5 +268,11 @@ async fn keel_answers_every_kv_request_exactly_as_etcd_does() {
             differences.push(format!("step {number}: {shown}\n  etcd: {expected:?}\n  keel: {actual:?}"));
         }
     }
-    assert!(differences.is_empty(), "{} of {} steps differ:\n{}", differences.len(), scenario().len(), differences.join("\n"));
+    assert!(
+        differences.is_empty(),
+        "{} of {} steps differ:\n{}",
+        differences.len(),
+        scenario().len(),
+        differences.join("\n")
+    );
 }

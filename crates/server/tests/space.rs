@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, etcdctl, etcdctl_json, etcdctl_run, etcdctl_with_input, error_message};
+use common::{Server, error_message, etcdctl, etcdctl_json, etcdctl_run, etcdctl_with_input};
 
 const QUOTA: &str = "16777216";
 
@@ -32,7 +32,8 @@ fn without_member_id(text: &str, member_id: u64) -> String {
 
 /// The whole sequence on one server; returns what etcdctl printed at each step, member ids removed.
 fn scenario(endpoint: &str) -> Vec<String> {
-    let member_id = etcdctl_json(endpoint, &["endpoint", "status"])[0]["Status"]["header"]["member_id"].as_u64().unwrap();
+    let member_id =
+        etcdctl_json(endpoint, &["endpoint", "status"])[0]["Status"]["header"]["member_id"].as_u64().unwrap();
     let clean = |text: String| without_member_id(&text, member_id);
     let mut transcript = Vec::new();
     etcdctl_run(endpoint, &["put", "small", "kept"]);
@@ -78,7 +79,10 @@ fn a_full_quota_raises_nospace_and_recovers_as_in_etcd() {
     let etcd = Server::etcd(&["--quota-backend-bytes", QUOTA]);
     let expected = scenario(&etcd.endpoint);
     drop(etcd);
-    assert_eq!(expected[0], "etcdserver: mvcc: database space exceeded", "the reference behaved unexpectedly: {expected:#?}");
+    assert_eq!(
+        expected[0], "etcdserver: mvcc: database space exceeded",
+        "the reference behaved unexpectedly: {expected:#?}"
+    );
     let keel = Server::keel(&["--quota-backend-bytes", QUOTA]);
     let actual = scenario(&keel.endpoint);
     for (step, (expected, actual)) in expected.iter().zip(&actual).enumerate() {

@@ -48,7 +48,13 @@ async fn scenario(endpoint: String) -> Vec<BTreeMap<i64, Vec<String>>> {
         compare: vec![],
         success: ["d", "e"]
             .iter()
-            .map(|key| RequestOp { request: Some(Op::RequestPut(PutRequest { key: key.as_bytes().to_vec(), value: b"t".to_vec(), ..Default::default() })) })
+            .map(|key| RequestOp {
+                request: Some(Op::RequestPut(PutRequest {
+                    key: key.as_bytes().to_vec(),
+                    value: b"t".to_vec(),
+                    ..Default::default()
+                })),
+            })
             .collect(),
         failure: vec![],
     };
@@ -58,17 +64,25 @@ async fn scenario(endpoint: String) -> Vec<BTreeMap<i64, Vec<String>>> {
     let (sender, receiver) = mpsc::channel(64);
     let requests = vec![
         request(RequestUnion::CreateRequest(WatchCreateRequest { prev_kv: true, ..create("a", "", 1) })),
-        request(RequestUnion::CreateRequest(WatchCreateRequest { filters: vec![FilterType::Noput as i32], ..create("\0", "\0", 2) })),
+        request(RequestUnion::CreateRequest(WatchCreateRequest {
+            filters: vec![FilterType::Noput as i32],
+            ..create("\0", "\0", 2)
+        })),
         request(RequestUnion::CreateRequest(WatchCreateRequest { watch_id: 7, ..create("zz", "", 0) })),
         request(RequestUnion::CreateRequest(WatchCreateRequest { watch_id: 7, ..create("other", "", 0) })),
         request(RequestUnion::CreateRequest(create("b", "a", 0))),
-        request(RequestUnion::CreateRequest(WatchCreateRequest { filters: vec![FilterType::Nodelete as i32], prev_kv: true, ..create("d", "f", 0) })),
+        request(RequestUnion::CreateRequest(WatchCreateRequest {
+            filters: vec![FilterType::Nodelete as i32],
+            prev_kv: true,
+            ..create("d", "f", 0)
+        })),
         request(RequestUnion::CreateRequest(create("later", "", 100))),
     ];
     for watch_request in requests {
         sender.send(watch_request).await.unwrap();
     }
-    let mut responses = session.watch.watch(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
+    let mut responses =
+        session.watch.watch(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
     tokio::time::sleep(Duration::from_millis(300)).await;
     put(&mut session, "a", "3").await; // 7
     put(&mut session, "zz", "1").await; // 8
@@ -94,7 +108,9 @@ async fn scenario(endpoint: String) -> Vec<BTreeMap<i64, Vec<String>>> {
     let mut results = Vec::new();
     for stream in [&mut responses, &mut second] {
         let mut by_watcher: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-        while let Ok(Some(Ok(mut response))) = tokio::time::timeout(Duration::from_millis(700), stream.message()).await.map(|m| m.transpose()) {
+        while let Ok(Some(Ok(mut response))) =
+            tokio::time::timeout(Duration::from_millis(700), stream.message()).await.map(|m| m.transpose())
+        {
             if let Some(header) = &mut response.header {
                 header.cluster_id = 0;
                 header.member_id = 0;
@@ -132,14 +148,19 @@ async fn fragments(endpoint: String) -> Vec<String> {
     let mut session = Session { kv: KvClient::new(channel.clone()), watch: WatchClient::new(channel) };
     for index in 0..200 {
         let value = vec![b'x'; 9000];
-        session.kv.put(PutRequest { key: format!("f/{index:03}").into_bytes(), value, ..Default::default() }).await.unwrap();
+        session
+            .kv
+            .put(PutRequest { key: format!("f/{index:03}").into_bytes(), value, ..Default::default() })
+            .await
+            .unwrap();
     }
     let (sender, receiver) = mpsc::channel(4);
     sender
         .send(request(RequestUnion::CreateRequest(WatchCreateRequest { fragment: true, ..create("f/", "f0", 2) })))
         .await
         .unwrap();
-    let mut responses = session.watch.watch(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
+    let mut responses =
+        session.watch.watch(tokio_stream::wrappers::ReceiverStream::new(receiver)).await.unwrap().into_inner();
     assert!(responses.message().await.unwrap().unwrap().created);
     let mut pieces = Vec::new();
     let mut events = 0;
@@ -148,7 +169,11 @@ async fn fragments(endpoint: String) -> Vec<String> {
         events += response.events.len();
         let first = response.events.first().map(|event| event.kv.as_ref().unwrap().mod_revision);
         let revision = response.header.as_ref().unwrap().revision;
-        pieces.push(format!("fragment={} revision={revision} events={} first={first:?}", response.fragment, response.events.len()));
+        pieces.push(format!(
+            "fragment={} revision={revision} events={} first={first:?}",
+            response.fragment,
+            response.events.len()
+        ));
     }
     drop(sender);
     pieces
@@ -177,7 +202,9 @@ async fn events_after_half_close(endpoint: String) -> Vec<String> {
     while values.len() < 2 {
         let response = tokio::time::timeout(Duration::from_secs(5), responses.message()).await;
         let Ok(Ok(Some(response))) = response else { break };
-        values.extend(response.events.iter().map(|event| String::from_utf8_lossy(&event.kv.as_ref().unwrap().value).into_owned()));
+        values.extend(
+            response.events.iter().map(|event| String::from_utf8_lossy(&event.kv.as_ref().unwrap().value).into_owned()),
+        );
     }
     values
 }

@@ -9,7 +9,13 @@ use std::time::{Duration, Instant};
 
 /// Puts `count` values to keys chosen by `key_of`, from `writers` concurrent clients; returns the
 /// acknowledged (revision, value) pairs sorted by revision.
-async fn write(endpoint: &str, writers: usize, count: usize, value_bytes: usize, key_of: fn(usize) -> String) -> Vec<(i64, String)> {
+async fn write(
+    endpoint: &str,
+    writers: usize,
+    count: usize,
+    value_bytes: usize,
+    key_of: fn(usize) -> String,
+) -> Vec<(i64, String)> {
     let mut tasks = Vec::new();
     for writer in 0..writers {
         let endpoint = endpoint.to_string();
@@ -73,7 +79,10 @@ async fn a_thousand_watchers_each_get_ten_thousand_puts_in_order_exactly_once() 
     for watcher in watchers {
         let seen = tokio::time::timeout(Duration::from_secs(300), watcher).await.expect("watcher timed out").unwrap();
         assert_eq!(seen.len(), acknowledged.len());
-        assert!(seen == acknowledged, "a watcher's events differ from the acknowledged puts (order, gaps or duplicates)");
+        assert!(
+            seen == acknowledged,
+            "a watcher's events differ from the acknowledged puts (order, gaps or duplicates)"
+        );
     }
     println!("{WATCHERS} watchers x {PUTS} puts delivered in {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -96,13 +105,15 @@ async fn memory_growth_under_load(with_stalled_watcher: bool) -> u64 {
     let reading = tokio::spawn(async move { collect(&mut reader, PUTS).await });
     let before = resident_bytes(pid);
     let acknowledged = write(&server.endpoint, 8, PUTS, VALUE_BYTES, |sequence| format!("big/{sequence:06}")).await;
-    let seen = tokio::time::timeout(Duration::from_secs(300), reading).await.expect("the reading watcher stalled").unwrap();
+    let seen =
+        tokio::time::timeout(Duration::from_secs(300), reading).await.expect("the reading watcher stalled").unwrap();
     assert!(seen == acknowledged, "the reading watcher missed or reordered events");
     let growth = resident_bytes(pid).saturating_sub(before);
     if let Some(mut stalled) = stalled {
         // Once it reads again, the stalled watcher gets everything, from the store's history.
-        let caught_up =
-            tokio::time::timeout(Duration::from_secs(300), collect(&mut stalled, PUTS)).await.expect("catch-up timed out");
+        let caught_up = tokio::time::timeout(Duration::from_secs(300), collect(&mut stalled, PUTS))
+            .await
+            .expect("catch-up timed out");
         assert!(caught_up == acknowledged, "the stalled watcher missed or reordered events after catching up");
     }
     growth

@@ -59,9 +59,14 @@ mod tests {
     #[test]
     fn a_txn_costs_its_costlier_branch_of_puts() {
         let put = |value: &str| RequestOp {
-            request: Some(request_op::Request::RequestPut(PutRequest { key: b"k".to_vec(), value: value.into(), ..Default::default() })),
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                key: b"k".to_vec(),
+                value: value.into(),
+                ..Default::default()
+            })),
         };
-        let delete = RequestOp { request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest::default())) };
+        let delete =
+            RequestOp { request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest::default())) };
         let txn = TxnRequest { compare: vec![], success: vec![put("abc"), delete.clone()], failure: vec![put("a")] };
         assert_eq!(txn_cost(&txn), 256 + 1 + 3);
         let deletes_only = TxnRequest { compare: vec![], success: vec![delete], failure: vec![] };

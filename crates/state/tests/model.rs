@@ -6,7 +6,7 @@ use keel_api::EtcdError;
 use keel_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use keel_api::etcdserverpb::request_op::Request as OpRequest;
 use keel_api::etcdserverpb::{
-    Compare, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use keel_api::keelpb::InternalRequest;
 use keel_api::keelpb::internal_request::Request;
@@ -43,17 +43,31 @@ impl Model {
             Some(existing) => (existing.create_revision, existing.version + 1),
             None => (revision, 1),
         };
-        let kv = KeyValue { key: key.to_vec(), create_revision, mod_revision: revision, version, value: value.to_vec(), lease: 0 };
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision,
+            mod_revision: revision,
+            version,
+            value: value.to_vec(),
+            lease: 0,
+        };
         next.insert(key.to_vec(), kv);
     }
     fn delete(next: &mut Snapshot, key: &[u8], range_end: &[u8]) -> i64 {
-        let doomed: Vec<Vec<u8>> = next.keys().filter(|k| mvcc::KeySpan::new(key, range_end).contains(k)).cloned().collect();
+        let doomed: Vec<Vec<u8>> =
+            next.keys().filter(|k| mvcc::KeySpan::new(key, range_end).contains(k)).cloned().collect();
         for k in &doomed {
             next.remove(k);
         }
         doomed.len() as i64
     }
-    fn range(&self, key: &[u8], range_end: &[u8], at: i64, limit: i64) -> Result<(Vec<KeyValue>, i64, bool), EtcdError> {
+    fn range(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        at: i64,
+        limit: i64,
+    ) -> Result<(Vec<KeyValue>, i64, bool), EtcdError> {
         let at = if at <= 0 { self.revision() } else { at };
         if at > self.revision() {
             return Err(EtcdError::FutureRevision);
@@ -62,7 +76,8 @@ impl Model {
             return Err(EtcdError::Compacted);
         }
         let span = mvcc::KeySpan::new(key, range_end);
-        let all: Vec<KeyValue> = self.history[at as usize].values().filter(|kv| span.contains(&kv.key)).cloned().collect();
+        let all: Vec<KeyValue> =
+            self.history[at as usize].values().filter(|kv| span.contains(&kv.key)).cloned().collect();
         let count = all.len() as i64;
         let more = limit > 0 && all.len() > limit as usize;
         let kvs = if limit > 0 { all.into_iter().take(limit as usize).collect() } else { all };
@@ -72,12 +87,30 @@ impl Model {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Put { key: u8, value: u8 },
-    Delete { key: u8, end: Option<u8> },
+    Put {
+        key: u8,
+        value: u8,
+    },
+    Delete {
+        key: u8,
+        end: Option<u8>,
+    },
     /// if version(key) == version then put(put_key) else delete(delete_key)
-    Txn { key: u8, version: i64, put_key: u8, delete_key: u8 },
-    Compact { back: i64 },
-    Read { key: u8, end: Option<u8>, back: i64, limit: i64 },
+    Txn {
+        key: u8,
+        version: i64,
+        put_key: u8,
+        delete_key: u8,
+    },
+    Compact {
+        back: i64,
+    },
+    Read {
+        key: u8,
+        end: Option<u8>,
+        back: i64,
+        limit: i64,
+    },
     Reopen,
 }
 
@@ -134,7 +167,12 @@ fn run(ops: Vec<Op>) {
     for op in ops {
         match op {
             Op::Put { key: k, value } => {
-                let response = store.apply(Request::Put(PutRequest { key: key(k), value: vec![value], prev_kv: true, ..Default::default() }));
+                let response = store.apply(Request::Put(PutRequest {
+                    key: key(k),
+                    value: vec![value],
+                    prev_kv: true,
+                    ..Default::default()
+                }));
                 let previous = model.current().get(&key(k)).cloned();
                 let mut next = model.current().clone();
                 Model::put(&mut next, model.revision() + 1, &key(k), &[value]);
@@ -144,7 +182,11 @@ fn run(ops: Vec<Op>) {
                 assert_eq!(response.header.unwrap().revision, model.revision());
             }
             Op::Delete { key: k, end } => {
-                let response = store.apply(Request::DeleteRange(DeleteRangeRequest { key: key(k), range_end: end_key(end), ..Default::default() }));
+                let response = store.apply(Request::DeleteRange(DeleteRangeRequest {
+                    key: key(k),
+                    range_end: end_key(end),
+                    ..Default::default()
+                }));
                 let mut next = model.current().clone();
                 let deleted = Model::delete(&mut next, &key(k), &end_key(end));
                 if deleted > 0 {
@@ -162,9 +204,24 @@ fn run(ops: Vec<Op>) {
                     target_union: Some(TargetUnion::Version(version)),
                     ..Default::default()
                 };
-                let put = RequestOp { request: Some(OpRequest::RequestPut(PutRequest { key: key(put_key), value: b"txn".to_vec(), ..Default::default() })) };
-                let delete = RequestOp { request: Some(OpRequest::RequestDeleteRange(DeleteRangeRequest { key: key(delete_key), ..Default::default() })) };
-                let response = store.apply(Request::Txn(TxnRequest { compare: vec![compare], success: vec![put], failure: vec![delete] }));
+                let put = RequestOp {
+                    request: Some(OpRequest::RequestPut(PutRequest {
+                        key: key(put_key),
+                        value: b"txn".to_vec(),
+                        ..Default::default()
+                    })),
+                };
+                let delete = RequestOp {
+                    request: Some(OpRequest::RequestDeleteRange(DeleteRangeRequest {
+                        key: key(delete_key),
+                        ..Default::default()
+                    })),
+                };
+                let response = store.apply(Request::Txn(TxnRequest {
+                    compare: vec![compare],
+                    success: vec![put],
+                    failure: vec![delete],
+                }));
                 let holds = model.current().get(&key(k)).map_or(0, |kv| kv.version) == version;
                 let mut next = model.current().clone();
                 let changed = if holds {
@@ -195,7 +252,8 @@ fn run(ops: Vec<Op>) {
             }
             Op::Read { key: k, end, back, limit } => {
                 let at = if back == 7 { 0 } else { model.revision() - back };
-                let request = RangeRequest { key: key(k), range_end: end_key(end), revision: at, limit, ..Default::default() };
+                let request =
+                    RangeRequest { key: key(k), range_end: end_key(end), revision: at, limit, ..Default::default() };
                 let view = store.machine.read().unwrap();
                 let got = mvcc::range(&view, &request).map(|r| (r.kvs, r.count, r.more));
                 let got = got.map_err(|error| match error {

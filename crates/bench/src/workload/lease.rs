@@ -14,7 +14,8 @@ pub async fn keepalive(options: &crate::Options, connections: &Connections) -> a
         async move {
             let mut tally = Tally::default();
             let granted = leases.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await;
-            let Some(id) = tally.record(std::time::Duration::ZERO, granted.map(|response| response.into_inner().id)) else {
+            let Some(id) = tally.record(std::time::Duration::ZERO, granted.map(|response| response.into_inner().id))
+            else {
                 return tally;
             };
             // The grant is not a keep-alive: keep it out of the latencies.
@@ -37,7 +38,10 @@ pub async fn keepalive(options: &crate::Options, connections: &Connections) -> a
             };
             while work.take().is_some() {
                 let round = async {
-                    requests.send(LeaseKeepAliveRequest { id }).await.map_err(|_| "keep-alive stream closed".to_string())?;
+                    requests
+                        .send(LeaseKeepAliveRequest { id })
+                        .await
+                        .map_err(|_| "keep-alive stream closed".to_string())?;
                     match answers.message().await {
                         Ok(Some(answer)) if answer.ttl > 0 => Ok(()),
                         Ok(Some(_)) => Err("lease expired".to_string()),

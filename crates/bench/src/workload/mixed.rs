@@ -25,7 +25,11 @@ pub struct MixedOptions {
     pub consistency: Consistency,
 }
 
-pub async fn mixed(options: &crate::Options, connections: &Connections, mixed: &MixedOptions) -> anyhow::Result<Report> {
+pub async fn mixed(
+    options: &crate::Options,
+    connections: &Connections,
+    mixed: &MixedOptions,
+) -> anyhow::Result<Report> {
     check_key_space(mixed.key_size, mixed.key_space_size)?;
     anyhow::ensure!((0.0..=1.0).contains(&mixed.read_ratio), "--read-ratio must be between 0 and 1");
     let value = value(mixed.val_size);

@@ -64,7 +64,11 @@ pub async fn put(options: &crate::Options, connections: &Connections, put: &PutO
         .with("key_space_size", space))
 }
 
-pub async fn txn_put(options: &crate::Options, connections: &Connections, txn: &TxnPutOptions) -> anyhow::Result<Report> {
+pub async fn txn_put(
+    options: &crate::Options,
+    connections: &Connections,
+    txn: &TxnPutOptions,
+) -> anyhow::Result<Report> {
     let (KeySpace { key_size, val_size, key_space_size: space }, ops) = (txn.keys, txn.txn_ops);
     check_key_space(key_size, space)?;
     anyhow::ensure!(ops >= 1 && ops <= space, "--txn-ops must be in 1..=--key-space-size");

@@ -25,7 +25,11 @@ pub struct RangeOptions {
     pub val_size: usize,
 }
 
-pub async fn range(options: &crate::Options, connections: &Connections, range: &RangeOptions) -> anyhow::Result<Report> {
+pub async fn range(
+    options: &crate::Options,
+    connections: &Connections,
+    range: &RangeOptions,
+) -> anyhow::Result<Report> {
     anyhow::ensure!(range.prefix_keys >= 1, "--prefix-keys must be at least 1");
     let keys: Vec<Vec<u8>> = (0..range.prefix_keys).map(|number| format!("range/{number:08}").into_bytes()).collect();
     preload(connections, keys.clone(), &value(range.val_size)).await?;
@@ -44,10 +48,15 @@ pub async fn range(options: &crate::Options, connections: &Connections, range: &
             let mut tally = Tally::default();
             while work.take().is_some() {
                 let started = std::time::Instant::now();
-                let result = kv.range(request.clone()).await.map_err(|status| status.to_string()).and_then(|response| {
-                    let found = response.into_inner().kvs.len();
-                    if found == expected { Ok(()) } else { Err(format!("range returned {found} keys, expected {expected}")) }
-                });
+                let result =
+                    kv.range(request.clone()).await.map_err(|status| status.to_string()).and_then(|response| {
+                        let found = response.into_inner().kvs.len();
+                        if found == expected {
+                            Ok(())
+                        } else {
+                            Err(format!("range returned {found} keys, expected {expected}"))
+                        }
+                    });
                 tally.record(started.elapsed(), result);
                 work.progress.inc(1);
             }

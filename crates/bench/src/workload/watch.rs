@@ -37,7 +37,11 @@ struct Delivered {
     error: Option<String>,
 }
 
-pub async fn watch(options: &crate::Options, connections: &Connections, watch: &WatchOptions) -> anyhow::Result<Report> {
+pub async fn watch(
+    options: &crate::Options,
+    connections: &Connections,
+    watch: &WatchOptions,
+) -> anyhow::Result<Report> {
     anyhow::ensure!(watch.streams >= 1 && watch.watchers >= watch.streams, "need at least one watcher per stream");
     anyhow::ensure!(watch.val_size >= 8, "--val-size must be at least 8 (the value carries the put's number)");
     let base = Instant::now();
@@ -66,21 +70,22 @@ pub async fn watch(options: &crate::Options, connections: &Connections, watch: &
     let key = watch.key.clone().into_bytes();
     let val_size = watch.val_size;
     let first_put = Instant::now();
-    let (puts, put_took) = closed_loop(options.clients, watch.puts, progress(watch.puts, true, "puts"), |client, work| {
-        let mut kv = connections.kv(client);
-        let (key, sent_at) = (key.clone(), sent_at.clone());
-        async move {
-            let mut tally = Tally::default();
-            while let Some(number) = work.take() {
-                let mut value = vec![0u8; val_size];
-                value[..8].copy_from_slice(&number.to_le_bytes());
-                sent_at[number as usize].store(base.elapsed().as_nanos() as u64, Ordering::Release);
-                tally.measure(kv.put(PutRequest { key: key.clone(), value, ..Default::default() })).await;
+    let (puts, put_took) =
+        closed_loop(options.clients, watch.puts, progress(watch.puts, true, "puts"), |client, work| {
+            let mut kv = connections.kv(client);
+            let (key, sent_at) = (key.clone(), sent_at.clone());
+            async move {
+                let mut tally = Tally::default();
+                while let Some(number) = work.take() {
+                    let mut value = vec![0u8; val_size];
+                    value[..8].copy_from_slice(&number.to_le_bytes());
+                    sent_at[number as usize].store(base.elapsed().as_nanos() as u64, Ordering::Release);
+                    tally.measure(kv.put(PutRequest { key: key.clone(), value, ..Default::default() })).await;
+                }
+                tally
             }
-            tally
-        }
-    })
-    .await;
+        })
+        .await;
 
     let mut latencies = Latencies::new();
     let mut events = 0;
@@ -132,7 +137,9 @@ async fn receive(
     let (requests, outgoing) = mpsc::channel(watchers.max(1));
     for _ in 0..watchers {
         let create = WatchCreateRequest { key: key.clone(), ..Default::default() };
-        let _ = requests.send(WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(create)) }).await;
+        let _ = requests
+            .send(WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(create)) })
+            .await;
     }
     let mut responses = match client.watch(ReceiverStream::new(outgoing)).await {
         Ok(response) => response.into_inner(),

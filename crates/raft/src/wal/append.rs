@@ -77,10 +77,7 @@ impl AppendBuffer {
                 Record::Entry { index, .. } => {
                     let next_allowed = last_entry_index.max(snapshot_index) + 1;
                     if *index > next_allowed {
-                        return Err(WalError::NonContiguousAppend {
-                            index: *index,
-                            next_allowed,
-                        });
+                        return Err(WalError::NonContiguousAppend { index: *index, next_allowed });
                     }
                     last_entry_index = *index;
                 }
@@ -100,10 +97,7 @@ impl AppendBuffer {
             self.plan_cut();
         }
         if self.pending.is_empty() {
-            self.pending.push(PendingWrite {
-                new_segment: None,
-                frames: Vec::new(),
-            });
+            self.pending.push(PendingWrite { new_segment: None, frames: Vec::new() });
         }
         let batch = self.pending.last_mut().expect("just ensured");
         record.encode_into(&mut batch.frames);
@@ -116,10 +110,7 @@ impl AppendBuffer {
         self.offset = header.len() as u64;
         self.header_end = self.offset;
         self.pending.push(PendingWrite {
-            new_segment: Some(NewSegment {
-                first_index: self.next_index(),
-                header,
-            }),
+            new_segment: Some(NewSegment { first_index: self.next_index(), header }),
             frames: Vec::new(),
         });
     }

@@ -17,20 +17,11 @@ pub enum WalError {
     /// A record that was once durably written can no longer be read back.
     /// Raised for damage anywhere except the torn tail of the last segment.
     #[error("wal segment {path} is corrupt at byte offset {offset}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        reason: &'static str,
-    },
+    Corrupt { path: PathBuf, offset: u64, reason: &'static str },
 
     /// Segment sequence numbers must be contiguous; one in the middle is gone.
-    #[error(
-        "wal segment with sequence number {expected_sequence} is missing (next file found: {found})"
-    )]
-    MissingSegment {
-        expected_sequence: u64,
-        found: PathBuf,
-    },
+    #[error("wal segment with sequence number {expected_sequence} is missing (next file found: {found})")]
+    MissingSegment { expected_sequence: u64, found: PathBuf },
 
     /// Replay produced entries that do not start right after the snapshot.
     #[error("wal entries are not contiguous: expected index {expected}, found {found}")]
@@ -60,10 +51,7 @@ pub enum WalError {
 impl WalError {
     /// Wraps an `io::Error` with the path it happened on.
     pub(crate) fn io(path: &Path, source: io::Error) -> Self {
-        WalError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        WalError::Io { path: path.to_path_buf(), source }
     }
 }
 

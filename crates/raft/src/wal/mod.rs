@@ -118,10 +118,7 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions {
-            segment_bytes: DEFAULT_SEGMENT_BYTES,
-            fsync_delay: Duration::ZERO,
-        }
+        WalOptions { segment_bytes: DEFAULT_SEGMENT_BYTES, fsync_delay: Duration::ZERO }
     }
 }
 
@@ -340,9 +337,7 @@ impl Wal {
                 stats.bytes_written += new_segment.header.len() as u64;
             }
             let written = batch.frames.len() as u64;
-            self.tail_file
-                .write_all_at(&batch.frames, self.tail_offset)
-                .at(self.tail_path())?;
+            self.tail_file.write_all_at(&batch.frames, self.tail_offset).at(self.tail_path())?;
             self.tail_offset += written;
             stats.bytes_written += written;
         }
@@ -384,11 +379,7 @@ impl Wal {
 
 /// The segments in `dir`, or for a new log a first one: sequence 0, named
 /// for index 0, with an empty header.
-fn existing_or_first_segment(
-    dir: &Path,
-    dir_handle: &File,
-    segment_bytes: u64,
-) -> Result<Vec<SegmentInfo>, WalError> {
+fn existing_or_first_segment(dir: &Path, dir_handle: &File, segment_bytes: u64) -> Result<Vec<SegmentInfo>, WalError> {
     let segments = segment::list_segments(dir)?;
     if !segments.is_empty() {
         return Ok(segments);

@@ -66,8 +66,7 @@ type Expected = (Option<(u64, u64)>, Option<Vec<u8>>, Vec<(u64, Vec<u8>)>);
 
 /// The replay rules, written as plainly as possible.
 fn model_replay(records: &[Record]) -> Expected {
-    let (mut snapshot, mut state, mut log) =
-        (None::<(u64, u64)>, None, Vec::<(u64, Vec<u8>)>::new());
+    let (mut snapshot, mut state, mut log) = (None::<(u64, u64)>, None, Vec::<(u64, Vec<u8>)>::new());
     for record in records {
         match record {
             Record::Entry { index, bytes } => {
@@ -128,19 +127,10 @@ impl Model {
                     })
                     .collect()
             }
-            Step::State(seed) => vec![Record::State(
-                format!("hs{}:{seed}", self.next_serial()).into_bytes(),
-            )],
+            Step::State(seed) => vec![Record::State(format!("hs{}:{seed}", self.next_serial()).into_bytes())],
             Step::Snapshot { ahead, back } => {
-                let index = if ahead {
-                    next + back as u64
-                } else {
-                    last_entry.saturating_sub(back as u64)
-                };
-                vec![Record::Snapshot {
-                    index,
-                    term: index / 4 + 1,
-                }]
+                let index = if ahead { next + back as u64 } else { last_entry.saturating_sub(back as u64) };
+                vec![Record::Snapshot { index, term: index / 4 + 1 }]
             }
             _ => Vec::new(),
         }
@@ -160,26 +150,13 @@ fn check_replay(replay: &Replay, model: &Model, repaired: bool) -> Result<(), Te
 fn tear(last_sync: &LastSync, point: u16, zero: bool) -> (usize, bool) {
     let end = *last_sync.frame_ends.last().expect("a sync writes frames");
     let cut = last_sync.start + point as u64 % (end - last_sync.start);
-    let torn_frame = last_sync
-        .frame_ends
-        .iter()
-        .position(|&frame_end| frame_end > cut)
-        .unwrap();
-    let torn_start = if torn_frame == 0 {
-        last_sync.start
-    } else {
-        last_sync.frame_ends[torn_frame - 1]
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&last_sync.path)
-        .unwrap();
+    let torn_frame = last_sync.frame_ends.iter().position(|&frame_end| frame_end > cut).unwrap();
+    let torn_start = if torn_frame == 0 { last_sync.start } else { last_sync.frame_ends[torn_frame - 1] };
+    let file = OpenOptions::new().read(true).write(true).open(&last_sync.path).unwrap();
     let mut original = vec![0; (last_sync.frame_ends[torn_frame] - cut) as usize];
     file.read_exact_at(&mut original, cut).unwrap();
     if zero {
-        file.write_all_at(&vec![0; (end - cut) as usize], cut)
-            .unwrap();
+        file.write_all_at(&vec![0; (end - cut) as usize], cut).unwrap();
         // Zeroing bytes that were zero already leaves that frame intact.
         let intact = is_all_zero(&original);
         (torn_frame + intact as usize, cut != torn_start && !intact)
@@ -230,10 +207,7 @@ fn run(segment_bytes: u64, steps: &[Step]) -> Result<(), TestCaseError> {
                         frame_ends: frame_ends(start, &batch),
                         durable_before: model.durable.len(),
                     });
-                    prop_assert_eq!(
-                        wal.tail_offset,
-                        *last_sync.as_ref().unwrap().frame_ends.last().unwrap()
-                    );
+                    prop_assert_eq!(wal.tail_offset, *last_sync.as_ref().unwrap().frame_ends.last().unwrap());
                 }
                 model.durable.extend(batch);
             }
@@ -272,10 +246,7 @@ fn run(segment_bytes: u64, steps: &[Step]) -> Result<(), TestCaseError> {
 }
 
 fn configured_cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(64)
+    std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(64)
 }
 
 proptest! {
@@ -292,10 +263,7 @@ proptest! {
 
 #[test]
 fn model_replay_follows_overwrites_gaps_and_snapshots() {
-    let entry = |index: u64, tag: &str| Record::Entry {
-        index,
-        bytes: tag.as_bytes().to_vec(),
-    };
+    let entry = |index: u64, tag: &str| Record::Entry { index, bytes: tag.as_bytes().to_vec() };
     let records = [
         entry(1, "a"),
         entry(2, "a"),

@@ -71,11 +71,7 @@ pub(crate) fn encode_state(out: &mut Vec<u8>, state: &[u8]) {
 
 /// Appends a framed `Snapshot` record.
 pub(crate) fn encode_snapshot(out: &mut Vec<u8>, index: u64, term: u64) {
-    encode_frame(
-        out,
-        TYPE_SNAPSHOT,
-        &[&index.to_le_bytes(), &term.to_le_bytes()],
-    );
+    encode_frame(out, TYPE_SNAPSHOT, &[&index.to_le_bytes(), &term.to_le_bytes()]);
 }
 
 fn encode_frame(out: &mut Vec<u8>, record_type: u8, payload_parts: &[&[u8]]) {
@@ -119,11 +115,7 @@ pub(crate) enum Decoded {
 pub(crate) fn decode_at(buffer: &[u8], offset: usize) -> Decoded {
     let rest = &buffer[offset..];
     if rest.len() < 4 {
-        return if is_all_zero(rest) {
-            Decoded::End
-        } else {
-            Decoded::Torn("truncated frame header")
-        };
+        return if is_all_zero(rest) { Decoded::End } else { Decoded::Torn("truncated frame header") };
     }
     let body_len = u32::from_le_bytes(rest[..4].try_into().expect("four bytes")) as usize;
     if body_len == 0 {
@@ -141,10 +133,7 @@ pub(crate) fn decode_at(buffer: &[u8], offset: usize) -> Decoded {
         return Decoded::Torn("checksum mismatch");
     }
     match decode_body(body) {
-        Ok(record) => Decoded::Record {
-            record,
-            next_offset: offset + FRAME_HEADER_BYTES + body_len,
-        },
+        Ok(record) => Decoded::Record { record, next_offset: offset + FRAME_HEADER_BYTES + body_len },
         Err(reason) => Decoded::Malformed(reason),
     }
 }
@@ -153,19 +142,13 @@ fn decode_body(body: &[u8]) -> Result<Record, &'static str> {
     let (record_type, payload) = body.split_first().expect("body length is at least one");
     match *record_type {
         TYPE_ENTRY => {
-            let index_bytes = payload
-                .get(..8)
-                .ok_or("entry record shorter than its index")?;
-            Ok(Record::Entry {
-                index: read_u64(index_bytes),
-                bytes: payload[8..].to_vec(),
-            })
+            let index_bytes = payload.get(..8).ok_or("entry record shorter than its index")?;
+            Ok(Record::Entry { index: read_u64(index_bytes), bytes: payload[8..].to_vec() })
         }
         TYPE_STATE => Ok(Record::State(payload.to_vec())),
-        TYPE_SNAPSHOT if payload.len() == 16 => Ok(Record::Snapshot {
-            index: read_u64(&payload[..8]),
-            term: read_u64(&payload[8..]),
-        }),
+        TYPE_SNAPSHOT if payload.len() == 16 => {
+            Ok(Record::Snapshot { index: read_u64(&payload[..8]), term: read_u64(&payload[8..]) })
+        }
         TYPE_SNAPSHOT => Err("snapshot record has the wrong length"),
         _ => Err("unknown record type"),
     }
@@ -178,7 +161,5 @@ fn read_u64(bytes: &[u8]) -> u64 {
 /// True when every byte is zero (the state of preallocated, unwritten space).
 /// Works in blocks so that the common case (megabytes of zeros) vectorizes.
 pub(crate) fn is_all_zero(bytes: &[u8]) -> bool {
-    bytes
-        .chunks(4096)
-        .all(|block| block.iter().fold(0u8, |seen, &byte| seen | byte) == 0)
+    bytes.chunks(4096).all(|block| block.iter().fold(0u8, |seen, &byte| seen | byte) == 0)
 }

@@ -6,21 +6,14 @@ use std::path::{Path, PathBuf};
 
 use super::record::{Decoded, FRAME_HEADER_BYTES, decode_at};
 use super::tests::{
-    SMALL, copy_dir, entries, entry, expected, frame_offsets, open, reopen, segment_files,
-    write_bytes_at, write_synced,
+    SMALL, copy_dir, entries, entry, expected, frame_offsets, open, reopen, segment_files, write_bytes_at, write_synced,
 };
 use super::*;
 
 /// Builds a log whose last synced batch is the single entry 4 and returns
 /// the tail segment and the byte range of that entry's frame.
 fn log_with_last_record(dir: &Path) -> (PathBuf, u64, u64) {
-    let (mut wal, _) = open(
-        dir,
-        WalOptions {
-            segment_bytes: 4096,
-            ..WalOptions::default()
-        },
-    );
+    let (mut wal, _) = open(dir, WalOptions { segment_bytes: 4096, ..WalOptions::default() });
     write_synced(&mut wal, &entries(1..=3, "a"));
     let start = wal.tail_offset;
     write_synced(&mut wal, &[entry(4, "a")]);
@@ -29,10 +22,7 @@ fn log_with_last_record(dir: &Path) -> (PathBuf, u64, u64) {
 
 /// Opens a damaged copy, which must repair to entries 1..=3 and accept appends.
 fn assert_repairs_to_first_three(dir: &Path, repaired: bool) {
-    let options = WalOptions {
-        segment_bytes: 4096,
-        ..WalOptions::default()
-    };
+    let options = WalOptions { segment_bytes: 4096, ..WalOptions::default() };
     let (mut wal, replay) = open(dir, options);
     assert_eq!(replay.repaired_tail, repaired);
     assert_eq!(replay.entries, expected(1..=3, "a"));
@@ -51,12 +41,7 @@ fn truncation_at_every_offset_of_the_last_record_is_repaired() {
     for cut in start..end {
         let copy = copy_dir(original.path());
         let path = copy.path().join(tail.file_name().unwrap());
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(cut)
-            .unwrap();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
         // Cutting exactly at a frame boundary leaves a clean, shorter file.
         assert_repairs_to_first_three(copy.path(), cut != start);
     }
@@ -79,20 +64,11 @@ fn garbage_after_the_last_record_is_repaired() {
     for garbage_offset in [0, 3, 100] {
         let dir = tempfile::tempdir().unwrap();
         let (tail, start, _end) = log_with_last_record(dir.path());
-        OpenOptions::new()
-            .write(true)
-            .open(&tail)
-            .unwrap()
-            .set_len(start)
-            .unwrap();
+        OpenOptions::new().write(true).open(&tail).unwrap().set_len(start).unwrap();
         write_bytes_at(&tail, start + garbage_offset, &[0xa5; 13]);
         assert_repairs_to_first_three(dir.path(), true);
         let bytes = fs::read(&tail).unwrap();
-        assert!(
-            bytes[(start + entry(4, "retry").frame_len() as u64) as usize..]
-                .iter()
-                .all(|&b| b == 0)
-        );
+        assert!(bytes[(start + entry(4, "retry").frame_len() as u64) as usize..].iter().all(|&b| b == 0));
     }
 }
 
@@ -102,10 +78,7 @@ fn flipped_bit_in_the_last_record_is_a_torn_tail() {
     let (tail, start, _end) = log_with_last_record(dir.path());
     let mut byte = [0];
     let position = start + FRAME_HEADER_BYTES as u64 + 3;
-    fs::File::open(&tail)
-        .unwrap()
-        .read_exact_at(&mut byte, position)
-        .unwrap();
+    fs::File::open(&tail).unwrap().read_exact_at(&mut byte, position).unwrap();
     write_bytes_at(&tail, position, &[byte[0] ^ 1]);
     assert_repairs_to_first_three(dir.path(), true);
 }
@@ -123,16 +96,8 @@ fn log_with_segments(dir: &Path) -> Vec<PathBuf> {
 
 fn assert_corrupt_at(dir: &Path, want_path: &Path, want_offset: u64) {
     match Wal::open(dir, SMALL) {
-        Err(WalError::Corrupt {
-            path,
-            offset,
-            reason,
-        }) => {
-            assert_eq!(
-                (path.as_path(), offset),
-                (want_path, want_offset),
-                "{reason}"
-            );
+        Err(WalError::Corrupt { path, offset, reason }) => {
+            assert_eq!((path.as_path(), offset), (want_path, want_offset), "{reason}");
         }
         Err(other) => panic!("expected corruption, got {other}"),
         Ok(_) => panic!("expected corruption, log opened"),
@@ -148,10 +113,7 @@ fn bad_checksum_in_a_middle_segment_is_an_error() {
     write_bytes_at(&files[1], position as u64, &[0xff]);
     assert_corrupt_at(dir.path(), &files[1], offsets[2] as u64);
     let error = Wal::open(dir.path(), SMALL).err().unwrap().to_string();
-    assert!(
-        error.contains("0000000000000001-") && error.contains("offset"),
-        "{error}"
-    );
+    assert!(error.contains("0000000000000001-") && error.contains("offset"), "{error}");
 }
 
 #[test]
@@ -170,12 +132,7 @@ fn short_or_dirty_middle_segment_is_an_error() {
     };
     assert_corrupt_at(dir.path(), &files[1], after_last);
     let truncate_at = offsets[1] as u64 + 5;
-    OpenOptions::new()
-        .write(true)
-        .open(&files[1])
-        .unwrap()
-        .set_len(truncate_at)
-        .unwrap();
+    OpenOptions::new().write(true).open(&files[1]).unwrap().set_len(truncate_at).unwrap();
     assert_corrupt_at(dir.path(), &files[1], offsets[1] as u64);
 }
 
@@ -205,13 +162,7 @@ fn checksummed_record_of_unknown_type_is_corrupt_even_at_the_tail() {
     };
     frame[4..8].copy_from_slice(&checksum.to_le_bytes());
     write_bytes_at(&tail, start, &frame);
-    match Wal::open(
-        dir.path(),
-        WalOptions {
-            segment_bytes: 4096,
-            ..WalOptions::default()
-        },
-    ) {
+    match Wal::open(dir.path(), WalOptions { segment_bytes: 4096, ..WalOptions::default() }) {
         Err(WalError::Corrupt { offset, .. }) => assert_eq!(offset, start),
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("opened"),
@@ -224,14 +175,5 @@ fn missing_middle_segment_is_an_error() {
     let files = log_with_segments(dir.path());
     fs::remove_file(&files[1]).unwrap();
     let error = Wal::open(dir.path(), SMALL).err().unwrap();
-    assert!(
-        matches!(
-            error,
-            WalError::MissingSegment {
-                expected_sequence: 1,
-                ..
-            }
-        ),
-        "{error}"
-    );
+    assert!(matches!(error, WalError::MissingSegment { expected_sequence: 1, .. }), "{error}");
 }

@@ -24,10 +24,7 @@ pub(crate) struct ReplayBuilder {
 impl ReplayBuilder {
     /// A builder for a log whose oldest kept segment is named `first_index`.
     fn starting_before(first_index: u64) -> Self {
-        ReplayBuilder {
-            last_entry_index: first_index.saturating_sub(1),
-            ..ReplayBuilder::default()
-        }
+        ReplayBuilder { last_entry_index: first_index.saturating_sub(1), ..ReplayBuilder::default() }
     }
 
     /// One less than the name a segment cut at this point would get.
@@ -66,33 +63,21 @@ impl ReplayBuilder {
             return;
         }
         self.snapshot = Some((index, term));
-        let covered = self
-            .entries
-            .partition_point(|&(entry_index, _)| entry_index <= index);
+        let covered = self.entries.partition_point(|&(entry_index, _)| entry_index <= index);
         self.entries.drain(..covered);
     }
 
     /// The entries after the snapshot, which must follow it without a hole.
     pub(crate) fn finish(mut self, repaired_tail: bool) -> Result<Replay, WalError> {
         let snapshot_index = self.snapshot.map_or(0, |(index, _)| index);
-        let covered = self
-            .entries
-            .partition_point(|&(index, _)| index <= snapshot_index);
+        let covered = self.entries.partition_point(|&(index, _)| index <= snapshot_index);
         self.entries.drain(..covered);
         if let Some(&(first, _)) = self.entries.first()
             && first != snapshot_index + 1
         {
-            return Err(WalError::EntryGap {
-                expected: snapshot_index + 1,
-                found: first,
-            });
+            return Err(WalError::EntryGap { expected: snapshot_index + 1, found: first });
         }
-        Ok(Replay {
-            snapshot: self.snapshot,
-            state: self.state,
-            entries: self.entries,
-            repaired_tail,
-        })
+        Ok(Replay { snapshot: self.snapshot, state: self.state, entries: self.entries, repaired_tail })
     }
 }
 
@@ -106,18 +91,11 @@ struct ScanOutcome {
 
 /// Applies every good record of `buffer` to `builder`. A record whose
 /// checksum matches but whose content is impossible is always an error.
-fn scan_segment(
-    path: &Path,
-    buffer: &[u8],
-    builder: &mut ReplayBuilder,
-) -> Result<ScanOutcome, WalError> {
+fn scan_segment(path: &Path, buffer: &[u8], builder: &mut ReplayBuilder) -> Result<ScanOutcome, WalError> {
     let mut offset = 0;
     loop {
         let damage = match decode_at(buffer, offset) {
-            Decoded::Record {
-                record,
-                next_offset,
-            } => {
+            Decoded::Record { record, next_offset } => {
                 builder.apply(record);
                 offset = next_offset;
                 continue;
@@ -126,17 +104,10 @@ fn scan_segment(
             Decoded::End => Some("non-zero bytes after the last record"),
             Decoded::Torn(reason) => Some(reason),
             Decoded::Malformed(reason) => {
-                return Err(WalError::Corrupt {
-                    path: path.to_path_buf(),
-                    offset: offset as u64,
-                    reason,
-                });
+                return Err(WalError::Corrupt { path: path.to_path_buf(), offset: offset as u64, reason });
             }
         };
-        return Ok(ScanOutcome {
-            end: offset as u64,
-            damage,
-        });
+        return Ok(ScanOutcome { end: offset as u64, damage });
     }
 }
 
@@ -150,10 +121,7 @@ pub(crate) struct Tail {
 
 /// Replays all segments in order. Damage in any segment but the last is
 /// corruption; damage in the last is a torn write, cut off and zeroed.
-pub(crate) fn replay_segments(
-    segments: &[SegmentInfo],
-    segment_bytes: u64,
-) -> Result<(ReplayBuilder, Tail), WalError> {
+pub(crate) fn replay_segments(segments: &[SegmentInfo], segment_bytes: u64) -> Result<(ReplayBuilder, Tail), WalError> {
     let mut builder = ReplayBuilder::starting_before(segments[0].first_index);
     for (segment, successor) in segments.iter().zip(&segments[1..]) {
         replay_sealed(segment, successor, &mut builder)?;
@@ -165,11 +133,7 @@ pub(crate) fn replay_segments(
 
 /// Replays a segment that was fdatasynced before `successor` was created:
 /// it must end cleanly, exactly where `successor`'s name says it did.
-fn replay_sealed(
-    segment: &SegmentInfo,
-    successor: &SegmentInfo,
-    builder: &mut ReplayBuilder,
-) -> Result<(), WalError> {
+fn replay_sealed(segment: &SegmentInfo, successor: &SegmentInfo, builder: &mut ReplayBuilder) -> Result<(), WalError> {
     let buffer = std::fs::read(&segment.path).at(&segment.path)?;
     let outcome = scan_segment(&segment.path, &buffer, builder)?;
     let reason = match outcome.damage {
@@ -177,18 +141,10 @@ fn replay_sealed(
         None if builder.position() + 1 == successor.first_index => return Ok(()),
         None => "records are missing: the next segment's name expects more",
     };
-    Err(WalError::Corrupt {
-        path: segment.path.clone(),
-        offset: outcome.end,
-        reason,
-    })
+    Err(WalError::Corrupt { path: segment.path.clone(), offset: outcome.end, reason })
 }
 
-fn replay_tail(
-    path: &Path,
-    segment_bytes: u64,
-    builder: &mut ReplayBuilder,
-) -> Result<Tail, WalError> {
+fn replay_tail(path: &Path, segment_bytes: u64, builder: &mut ReplayBuilder) -> Result<Tail, WalError> {
     let mut file = open_segment(path)?;
     let mut buffer = Vec::new();
     file.read_to_end(&mut buffer).at(path)?;
@@ -199,22 +155,12 @@ fn replay_tail(
     } else {
         preallocate(&file, path, segment_bytes)?;
     }
-    Ok(Tail {
-        file,
-        offset: outcome.end,
-        repaired: outcome.damage.is_some(),
-    })
+    Ok(Tail { file, offset: outcome.end, repaired: outcome.damage.is_some() })
 }
 
 /// Cuts the file at `offset` and re-preallocates it, so that everything after
 /// the last good record reads as zeros again, then makes that durable.
-fn repair_torn_tail(
-    file: &File,
-    path: &Path,
-    offset: u64,
-    segment_bytes: u64,
-    reason: &str,
-) -> Result<(), WalError> {
+fn repair_torn_tail(file: &File, path: &Path, offset: u64, segment_bytes: u64, reason: &str) -> Result<(), WalError> {
     tracing::warn!(path = %path.display(), offset, reason, "repairing torn tail of the wal");
     file.set_len(offset).at(path)?;
     preallocate(file, path, segment_bytes)?;

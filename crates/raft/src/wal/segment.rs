@@ -29,8 +29,7 @@ pub(crate) fn segment_file_name(sequence: u64, first_index: u64) -> String {
 fn parse_segment_file_name(name: &str) -> Option<(u64, u64)> {
     let stem = name.strip_suffix(SEGMENT_SUFFIX)?;
     let (sequence, first_index) = stem.split_once('-')?;
-    let is_hex16 =
-        |text: &str| text.len() == 16 && text.bytes().all(|byte| byte.is_ascii_hexdigit());
+    let is_hex16 = |text: &str| text.len() == 16 && text.bytes().all(|byte| byte.is_ascii_hexdigit());
     if !is_hex16(sequence) || !is_hex16(first_index) {
         return None;
     }
@@ -51,11 +50,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>, WalError> {
         if name.ends_with(PREPARED_SUFFIX) {
             fs::remove_file(&path).at(&path)?;
         } else if let Some((sequence, first_index)) = parse_segment_file_name(name) {
-            segments.push(SegmentInfo {
-                sequence,
-                first_index,
-                path,
-            });
+            segments.push(SegmentInfo { sequence, first_index, path });
         }
     }
     segments.sort_by_key(|segment| segment.sequence);
@@ -67,10 +62,7 @@ fn check_contiguous(segments: &[SegmentInfo]) -> Result<(), WalError> {
     for pair in segments.windows(2) {
         let expected_sequence = pair[0].sequence + 1;
         if pair[1].sequence != expected_sequence {
-            return Err(WalError::MissingSegment {
-                expected_sequence,
-                found: pair[1].path.clone(),
-            });
+            return Err(WalError::MissingSegment { expected_sequence, found: pair[1].path.clone() });
         }
     }
     Ok(())
@@ -79,19 +71,15 @@ fn check_contiguous(segments: &[SegmentInfo]) -> Result<(), WalError> {
 /// Creates `dir` and any missing ancestors, fsyncing the parent of each new
 /// directory so that the creation itself survives a crash.
 pub(crate) fn create_directory(dir: &Path) -> Result<(), WalError> {
-    let missing: Vec<&Path> = dir
-        .ancestors()
-        .take_while(|ancestor| !ancestor.as_os_str().is_empty() && !ancestor.exists())
-        .collect();
+    let missing: Vec<&Path> =
+        dir.ancestors().take_while(|ancestor| !ancestor.as_os_str().is_empty() && !ancestor.exists()).collect();
     fs::create_dir_all(dir).at(dir)?;
     for created in missing {
         let parent = match created.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
-        File::open(parent)
-            .and_then(|handle| handle.sync_all())
-            .at(parent)?;
+        File::open(parent).and_then(|handle| handle.sync_all()).at(parent)?;
     }
     Ok(())
 }
@@ -102,9 +90,7 @@ pub(crate) fn lock_directory(dir: &Path) -> Result<File, WalError> {
     let handle = File::open(dir).at(dir)?;
     match handle.try_lock() {
         Ok(()) => Ok(handle),
-        Err(fs::TryLockError::WouldBlock) => Err(WalError::Locked {
-            path: dir.to_path_buf(),
-        }),
+        Err(fs::TryLockError::WouldBlock) => Err(WalError::Locked { path: dir.to_path_buf() }),
         Err(fs::TryLockError::Error(source)) => Err(WalError::io(dir, source)),
     }
 }
@@ -176,11 +162,7 @@ fn allocate_blocks(_file: &File, _size: u64) -> io::Result<bool> {
 
 /// Opens an existing segment for reading and writing in place.
 pub(crate) fn open_segment(path: &Path) -> Result<File, WalError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .at(path)
+    OpenOptions::new().read(true).write(true).open(path).at(path)
 }
 
 /// Writes `header` into a prepared file, makes it durable, renames it into
@@ -199,11 +181,7 @@ pub(crate) fn install_segment(
     let path = dir.join(segment_file_name(sequence, first_index));
     fs::rename(&prepared.path, &path).at(&path)?;
     sync_directory(dir_handle, dir)?;
-    let info = SegmentInfo {
-        sequence,
-        first_index,
-        path,
-    };
+    let info = SegmentInfo { sequence, first_index, path };
     Ok((info, prepared.file))
 }
 
@@ -215,18 +193,9 @@ pub(crate) struct PreparedSegment {
 }
 
 pub(crate) fn create_preallocated(path: &Path, size: u64) -> Result<PreparedSegment, WalError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .at(path)?;
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).at(path)?;
     preallocate(&file, path, size)?;
-    Ok(PreparedSegment {
-        file,
-        path: path.to_path_buf(),
-    })
+    Ok(PreparedSegment { file, path: path.to_path_buf() })
 }
 
 /// Where the file that will become segment `sequence` is prepared.
@@ -253,11 +222,7 @@ impl SegmentPreparer {
         if let Err(error) = &worker {
             tracing::warn!(%error, "cannot spawn wal preparation thread; will prepare inline");
         }
-        SegmentPreparer {
-            worker: worker.ok(),
-            path,
-            size,
-        }
+        SegmentPreparer { worker: worker.ok(), path, size }
     }
 
     /// Waits for the prepared file (or prepares it now if no thread ran).
@@ -294,14 +259,8 @@ mod tests {
         assert_eq!(name, "0000000000000001-000000000000002a.wal");
         assert_eq!(parse_segment_file_name(&name), Some((1, 0x2a)));
         assert_eq!(parse_segment_file_name("0001-0002.wal"), None);
-        assert_eq!(
-            parse_segment_file_name("0000000000000001-000000000000002a.wal.tmp"),
-            None
-        );
-        assert_eq!(
-            parse_segment_file_name("+000000000000001-000000000000002a.wal"),
-            None
-        );
+        assert_eq!(parse_segment_file_name("0000000000000001-000000000000002a.wal.tmp"), None);
+        assert_eq!(parse_segment_file_name("+000000000000001-000000000000002a.wal"), None);
     }
 
     #[test]

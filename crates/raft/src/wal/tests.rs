@@ -11,10 +11,7 @@ use super::*;
 pub(super) const SMALL: WalOptions = WalOptions { segment_bytes: 256, fsync_delay: Duration::ZERO };
 
 pub(super) fn entry(index: u64, tag: &str) -> Record {
-    Record::Entry {
-        index,
-        bytes: format!("{tag}-{index}").into_bytes(),
-    }
+    Record::Entry { index, bytes: format!("{tag}-{index}").into_bytes() }
 }
 
 pub(super) fn entries(indexes: std::ops::RangeInclusive<u64>, tag: &str) -> Vec<Record> {
@@ -22,9 +19,7 @@ pub(super) fn entries(indexes: std::ops::RangeInclusive<u64>, tag: &str) -> Vec<
 }
 
 pub(super) fn expected(indexes: std::ops::RangeInclusive<u64>, tag: &str) -> Vec<(u64, Vec<u8>)> {
-    indexes
-        .map(|index| (index, format!("{tag}-{index}").into_bytes()))
-        .collect()
+    indexes.map(|index| (index, format!("{tag}-{index}").into_bytes())).collect()
 }
 
 pub(super) fn open(dir: &Path, options: WalOptions) -> (Wal, Replay) {
@@ -80,13 +75,8 @@ pub(super) fn copy_dir(from: &Path) -> tempfile::TempDir {
 #[test]
 fn fresh_log_is_empty_with_one_preallocated_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, replay) = open(
-        &dir.path().join("nested/wal"),
-        WalOptions {
-            segment_bytes: 4096,
-            ..WalOptions::default()
-        },
-    );
+    let (wal, replay) =
+        open(&dir.path().join("nested/wal"), WalOptions { segment_bytes: 4096, ..WalOptions::default() });
     assert_eq!(replay, Replay::default());
     let files = segment_files(wal.dir());
     assert_eq!(files.len(), 1);
@@ -113,10 +103,7 @@ fn round_trip_and_replay_after_reopen() {
     assert!(!replay.repaired_tail);
     assert_eq!(wal.last_index(), 10);
 
-    write_synced(
-        &mut wal,
-        &[entry(11, "a"), Record::State(b"hard-state-2".to_vec())],
-    );
+    write_synced(&mut wal, &[entry(11, "a"), Record::State(b"hard-state-2".to_vec())]);
     let (_wal, replay) = reopen(wal, WalOptions::default());
     assert_eq!(replay.entries, expected(1..=11, "a"));
     assert_eq!(replay.state.as_deref(), Some(&b"hard-state-2"[..]));
@@ -145,10 +132,7 @@ fn overwritten_suffix_replaces_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     let (mut wal, _) = open(dir.path(), SMALL);
     write_synced(&mut wal, &entries(1..=30, "old"));
-    assert!(
-        segment_files(dir.path()).len() > 2,
-        "the overwrite should reach back across segments"
-    );
+    assert!(segment_files(dir.path()).len() > 2, "the overwrite should reach back across segments");
     write_synced(&mut wal, &entries(5..=7, "new"));
     assert_eq!(wal.last_index(), 7);
     let (_wal, replay) = reopen(wal, SMALL);
@@ -162,20 +146,14 @@ fn snapshot_hides_covered_entries_and_lowest_snapshot_never_wins() {
     let dir = tempfile::tempdir().unwrap();
     let (mut wal, _) = open(dir.path(), SMALL);
     write_synced(&mut wal, &entries(1..=10, "a"));
-    let snapshots = [
-        Record::Snapshot { index: 6, term: 2 },
-        Record::Snapshot { index: 4, term: 1 },
-    ];
+    let snapshots = [Record::Snapshot { index: 6, term: 2 }, Record::Snapshot { index: 4, term: 1 }];
     write_synced(&mut wal, &snapshots);
     let (mut wal, replay) = reopen(wal, SMALL);
     assert_eq!(replay.snapshot, Some((6, 2)));
     assert_eq!(replay.entries, expected(7..=10, "a"));
 
     // A follower installing a snapshot past its log continues after it.
-    write_synced(
-        &mut wal,
-        &[Record::Snapshot { index: 50, term: 3 }, entry(51, "b")],
-    );
+    write_synced(&mut wal, &[Record::Snapshot { index: 50, term: 3 }, entry(51, "b")]);
     let (wal, replay) = reopen(wal, SMALL);
     assert_eq!(replay.snapshot, Some((50, 3)));
     assert_eq!(replay.entries, expected(51..=51, "b"));
@@ -188,32 +166,11 @@ fn append_rejects_a_gap_and_keeps_nothing_of_the_batch() {
     let (mut wal, _) = open(dir.path(), SMALL);
     write_synced(&mut wal, &entries(1..=2, "a"));
     let error = wal.append(&[entry(3, "a"), entry(5, "a")]).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            WalError::NonContiguousAppend {
-                index: 5,
-                next_allowed: 4
-            }
-        ),
-        "{error}"
-    );
+    assert!(matches!(error, WalError::NonContiguousAppend { index: 5, next_allowed: 4 }), "{error}");
     assert_eq!(wal.sync().unwrap().bytes_written, 0);
     let error = wal.append(&[entry(4, "a")]).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            WalError::NonContiguousAppend {
-                index: 4,
-                next_allowed: 3
-            }
-        ),
-        "{error}"
-    );
-    write_synced(
-        &mut wal,
-        &[Record::Snapshot { index: 9, term: 1 }, entry(10, "a")],
-    );
+    assert!(matches!(error, WalError::NonContiguousAppend { index: 4, next_allowed: 3 }), "{error}");
+    write_synced(&mut wal, &[Record::Snapshot { index: 9, term: 1 }, entry(10, "a")]);
 }
 
 #[test]
@@ -235,8 +192,7 @@ fn rotation_then_release_keeps_state_and_snapshot() {
     }
 
     // Unsynced snapshots release nothing; synced ones release whole segments.
-    wal.append(&[Record::Snapshot { index: 45, term: 7 }])
-        .unwrap();
+    wal.append(&[Record::Snapshot { index: 45, term: 7 }]).unwrap();
     assert_eq!(wal.release_to(45).unwrap(), 0);
     wal.sync().unwrap();
     let removed = wal.release_to(1_000).unwrap();
@@ -263,10 +219,7 @@ fn rotation_then_release_keeps_state_and_snapshot() {
 fn record_larger_than_a_segment_gets_its_own_segment() {
     let dir = tempfile::tempdir().unwrap();
     let (mut wal, _) = open(dir.path(), SMALL);
-    let big = Record::Entry {
-        index: 2,
-        bytes: vec![7; 1000],
-    };
+    let big = Record::Entry { index: 2, bytes: vec![7; 1000] };
     write_synced(&mut wal, &[entry(1, "a"), big.clone(), entry(3, "a")]);
     let (_wal, replay) = reopen(wal, SMALL);
     assert_eq!(replay.entries.len(), 3);
@@ -287,11 +240,7 @@ fn leftover_prepared_files_are_removed_and_the_directory_is_locked() {
         let name = entry.as_ref().unwrap().file_name();
         name.to_string_lossy().ends_with(".tmp")
     });
-    assert_eq!(
-        leftovers.count(),
-        0,
-        "dropping the wal removes its prepared file"
-    );
+    assert_eq!(leftovers.count(), 0, "dropping the wal removes its prepared file");
     open(dir.path(), SMALL);
 }
 
@@ -306,8 +255,6 @@ fn handles_and_errors_can_cross_threads() {
 #[test]
 fn zero_segment_size_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let error = Wal::open(dir.path(), WalOptions { segment_bytes: 0, ..WalOptions::default() })
-        .err()
-        .unwrap();
+    let error = Wal::open(dir.path(), WalOptions { segment_bytes: 0, ..WalOptions::default() }).err().unwrap();
     assert!(matches!(error, WalError::InvalidOptions(_)));
 }

@@ -53,7 +53,15 @@ impl Defrag {
             StateMachine::open(&target)
         })?;
         tracing::info!(db_size = size_before, "defragmentation started; the member keeps serving");
-        Ok(Defrag { copy, file, recorded: Vec::new(), recorded_bytes: 0, replies: vec![reply], started: Instant::now(), size_before })
+        Ok(Defrag {
+            copy,
+            file,
+            recorded: Vec::new(),
+            recorded_bytes: 0,
+            replies: vec![reply],
+            started: Instant::now(),
+            size_before,
+        })
     }
 
     /// Another caller waits for the same defragmentation.
@@ -83,14 +91,12 @@ impl Defrag {
             Ok(Err(error)) => Err(format!("copying the store failed: {error}")),
             Err(_) => Err("the copy thread panicked".to_string()),
         };
-        let outcome = copied.and_then(|copy| switch(machine, copy, &recorded)).map(|replayed_entries| {
-            DefragReport {
-                size_before,
-                size_after: machine.backend().file_size(),
-                copy: copy_took,
-                switch_over: switch_started.elapsed(),
-                replayed_entries,
-            }
+        let outcome = copied.and_then(|copy| switch(machine, copy, &recorded)).map(|replayed_entries| DefragReport {
+            size_before,
+            size_after: machine.backend().file_size(),
+            copy: copy_took,
+            switch_over: switch_started.elapsed(),
+            replayed_entries,
         });
         match &outcome {
             Ok(report) => tracing::info!(
@@ -133,7 +139,10 @@ fn switch(machine: &mut StateMachine, mut copy: StateMachine, recorded: &[Entry]
     copy.apply(&replay, true).map_err(|error| error.to_string())?;
     let caught_up = copy.state().index;
     if caught_up != machine.state().index {
-        return Err(format!("the copy reached index {caught_up} but the member is at {}; nothing was switched", machine.state().index));
+        return Err(format!(
+            "the copy reached index {caught_up} but the member is at {}; nothing was switched",
+            machine.state().index
+        ));
     }
     machine.adopt(copy).map_err(|error| error.to_string())?;
     Ok(replay.len())

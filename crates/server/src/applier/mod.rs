@@ -7,19 +7,19 @@ mod defrag;
 pub use defrag::DefragReport;
 use defrag::{Defrag, DefragReply};
 
-use crate::propose::Waiters;
 use crate::lease::Lessor;
+use crate::propose::Waiters;
 use crate::watch::WatchHub;
 use keel_api::EtcdError;
-use keel_raft::raft::eraftpb::{Entry, EntryType};
 use keel_raft::raft::ReadState;
+use keel_raft::raft::eraftpb::{Entry, EntryType};
 use keel_raft::wal::SyncStats;
 use keel_raft::{Command, Outbox};
 use keel_state::StateMachine;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -58,7 +58,9 @@ impl DiskStats {
 enum Work {
     Entries(Vec<Entry>),
     /// Switch to the image received for the snapshot at this index.
-    Snapshot { index: u64 },
+    Snapshot {
+        index: u64,
+    },
     /// Defragment the store (answered when done).
     Defrag(DefragReply),
 }
@@ -164,7 +166,8 @@ pub fn start(
         last_durable: Instant::now(),
         defrag: None,
     };
-    let thread = std::thread::Builder::new().name("applier".into()).spawn(move || applier.run()).expect("spawn applier");
+    let thread =
+        std::thread::Builder::new().name("applier".into()).spawn(move || applier.run()).expect("spawn applier");
     (MemberOutbox { entries: sender.clone(), waiters, disk }, Defragmenter(sender), thread)
 }
 
@@ -270,7 +273,10 @@ impl Applier {
         let outcome = self.machine.apply(&entries, durable)?;
         if let Some(defrag) = &mut self.defrag {
             if !defrag.record(batch) {
-                self.defrag.take().expect("checked").abort("too many writes arrived during the copy; defragment again when the load is lower");
+                self.defrag
+                    .take()
+                    .expect("checked")
+                    .abort("too many writes arrived during the copy; defragment again when the load is lower");
             }
         }
         let took = started.elapsed();
@@ -292,7 +298,8 @@ impl Applier {
         if durable {
             self.last_durable = Instant::now();
         }
-        let compacted = outcome.applied.iter().any(|applied| matches!(applied.result, Ok(keel_state::Response::Compaction(_))));
+        let compacted =
+            outcome.applied.iter().any(|applied| matches!(applied.result, Ok(keel_state::Response::Compaction(_))));
         if compacted && !durable {
             // redb reuses the pages a compaction freed only after a durable commit: make one now, so the
             // space shows as free (dbSizeInUse, the auto-defrag policy) and is reused by the next writes.

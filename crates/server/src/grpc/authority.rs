@@ -133,14 +133,23 @@ impl<S> AuthorityRewrite<S> {
                     end = end.checked_sub(padding).ok_or_else(|| malformed("padding longer than HEADERS"))?;
                 }
                 let priority = if flags & PRIORITY != 0 {
-                    let bytes: [u8; 5] = payload.get(start..start + 5).and_then(|b| b.try_into().ok()).ok_or_else(|| malformed("short HEADERS"))?;
+                    let bytes: [u8; 5] = payload
+                        .get(start..start + 5)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| malformed("short HEADERS"))?;
                     start += 5;
                     Some(bytes)
                 } else {
                     None
                 };
                 let fragment = payload.get(start..end).ok_or_else(|| malformed("short HEADERS"))?.to_vec();
-                self.pending = Some(PendingBlock { stream_id, end_stream: flags & END_STREAM != 0, priority, fragment, raw_frames: frame.clone() });
+                self.pending = Some(PendingBlock {
+                    stream_id,
+                    end_stream: flags & END_STREAM != 0,
+                    priority,
+                    fragment,
+                    raw_frames: frame.clone(),
+                });
                 if flags & END_HEADERS != 0 {
                     self.finish_block()?;
                 }
@@ -163,7 +172,8 @@ impl<S> AuthorityRewrite<S> {
 
     fn finish_block(&mut self) -> io::Result<()> {
         let block = self.pending.take().expect("a block is pending");
-        let mut headers = self.decoder.decode(&block.fragment).map_err(|error| malformed(&format!("HPACK: {error:?}")))?;
+        let mut headers =
+            self.decoder.decode(&block.fragment).map_err(|error| malformed(&format!("HPACK: {error:?}")))?;
         let mut rewritten = false;
         for (name, value) in &mut headers {
             if name.as_slice() == b":authority" {
@@ -221,7 +231,11 @@ fn malformed(what: &str) -> io::Error {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for AuthorityRewrite<S> {
-    fn poll_read(mut self: Pin<&mut Self>, context: &mut Context<'_>, buffer: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
             if this.output_position < this.output.len() {
@@ -328,7 +342,11 @@ mod tests {
     async fn a_url_authority_is_rewritten_on_every_request_of_the_connection() {
         let mut client = Encoder::new();
         let request = |client: &mut Encoder<'static>, path: &[u8]| {
-            client.encode([(&b":method"[..], &b"POST"[..]), (b":authority", b"http://127.0.0.1:2379"), (b":path", path)])
+            client.encode([
+                (&b":method"[..], &b"POST"[..]),
+                (b":authority", b"http://127.0.0.1:2379"),
+                (b":path", path),
+            ])
         };
         let mut input = preface();
         input.extend(frame(0x4, 0, 0, &[]));

@@ -71,7 +71,12 @@ fn send(
         let take = remaining.min(PIECE as u64) as usize;
         scratch.read_exact(&mut buffer[..take]).map_err(|error| failed("rereading the snapshot", &error))?;
         remaining -= take as u64;
-        let piece = SnapshotResponse { header, remaining_bytes: remaining, blob: buffer[..take].to_vec(), version: String::new() };
+        let piece = SnapshotResponse {
+            header,
+            remaining_bytes: remaining,
+            blob: buffer[..take].to_vec(),
+            version: String::new(),
+        };
         if pieces.blocking_send(Ok(piece)).is_err() {
             tracing::info!(sent = info.bytes - remaining, "snapshot: the client went away");
             return Ok(());

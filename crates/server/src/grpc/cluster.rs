@@ -17,7 +17,9 @@ impl ClusterService {
 }
 
 fn not_yet(method: &str) -> Status {
-    Status::unimplemented(format!("keel: {method} is not supported yet (membership changes arrive with the cluster work)"))
+    Status::unimplemented(format!(
+        "keel: {method} is not supported yet (membership changes arrive with the cluster work)"
+    ))
 }
 
 #[tonic::async_trait]
@@ -61,7 +63,10 @@ impl Cluster for ClusterService {
         Ok(Response::new(MemberListResponse { header, members }))
     }
 
-    async fn member_promote(&self, _: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
+    async fn member_promote(
+        &self,
+        _: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
         Err(not_yet("MemberPromote"))
     }
 }

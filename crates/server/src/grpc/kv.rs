@@ -19,7 +19,6 @@ impl KvService {
     pub fn new(shared: Arc<Shared>) -> Self {
         KvService { shared }
     }
-
 }
 
 #[tonic::async_trait]

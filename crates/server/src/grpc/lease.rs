@@ -4,18 +4,18 @@
 use super::{Shared, etcd, status};
 use crate::lease::Lessor;
 use crate::peer::{LeaderLink, LeaseRoute};
-use keel_api::keelpb::peer_client::PeerClient;
-use keel_api::keelpb::{LeaseAnswer, LeaseQuery};
-use tonic::transport::Channel;
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::lease_server::Lease;
 use keel_api::etcdserverpb::*;
 use keel_api::keelpb::internal_request::Request as Internal;
+use keel_api::keelpb::peer_client::PeerClient;
+use keel_api::keelpb::{LeaseAnswer, LeaseQuery};
 use keel_state::Response as Applied;
 use keel_state::mvcc::Reader;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct LeaseService {
@@ -75,7 +75,6 @@ where
     }
 }
 
-
 impl LeaseService {
     pub fn new(shared: Arc<Shared>, lessor: Arc<Lessor>, leader: Arc<LeaderLink>) -> Self {
         LeaseService { shared, lessor, leader }
@@ -100,7 +99,8 @@ impl LeaseService {
     }
 }
 
-type KeepAliveStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
+type KeepAliveStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
@@ -118,7 +118,10 @@ impl Lease for LeaseService {
         propose_and_reply!(self, Internal::LeaseGrant(request), Applied::LeaseGrant, "LeaseGrant")
     }
 
-    async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
         propose_and_reply!(self, Internal::LeaseRevoke(request.into_inner()), Applied::LeaseRevoke, "LeaseRevoke")
     }
 
@@ -137,8 +140,11 @@ impl Lease for LeaseService {
             while let Ok(Some(request)) = requests.message().await {
                 // An unknown or expired lease answers TTL 0, as etcd's does.
                 let response = match renew(&lessor, &leader, request.id).await {
-                    Ok(ttl) => LeaseService::current_header(&shared)
-                        .map(|header| LeaseKeepAliveResponse { header, id: request.id, ttl }),
+                    Ok(ttl) => LeaseService::current_header(&shared).map(|header| LeaseKeepAliveResponse {
+                        header,
+                        id: request.id,
+                        ttl,
+                    }),
                     Err(status) => Err(status),
                 };
                 let failed = response.is_err();

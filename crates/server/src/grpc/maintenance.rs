@@ -2,11 +2,11 @@
 //! MoveLeader.
 
 use super::Shared;
+use keel_api::EtcdError;
+use keel_api::etcdserverpb::maintenance_server::Maintenance;
+use keel_api::etcdserverpb::*;
 use keel_api::keelpb::internal_request::Request as Internal;
 use keel_state::Response as Applied;
-use keel_api::etcdserverpb::maintenance_server::Maintenance;
-use keel_api::EtcdError;
-use keel_api::etcdserverpb::*;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -62,11 +62,18 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        let report = self.shared.defragmenter.defragment().await.map_err(|error| Status::internal(format!("keel: defragment: {error}")))?;
+        let report = self
+            .shared
+            .defragmenter
+            .defragment()
+            .await
+            .map_err(|error| Status::internal(format!("keel: defragment: {error}")))?;
         *self.shared.size_in_use_cache.lock().expect("size lock") = None;
         tracing::info!(?report, "defragmented on request");
         let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
-        Ok(Response::new(DefragmentResponse { header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })) }))
+        Ok(Response::new(DefragmentResponse {
+            header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })),
+        }))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -81,7 +88,10 @@ impl Maintenance for MaintenanceService {
         .map_err(|error| Status::internal(error.to_string()))?
         .map_err(super::status)?;
         let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
-        Ok(Response::new(HashResponse { header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })), hash }))
+        Ok(Response::new(HashResponse {
+            header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })),
+            hash,
+        }))
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
@@ -90,7 +100,12 @@ impl Maintenance for MaintenanceService {
         let (hash, hash_revision, compact_revision, current) = tokio::task::spawn_blocking(move || {
             let view = shared.read_view()?;
             let (hash, hash_revision) = view.hash_kv(revision).map_err(super::status)?;
-            Ok::<_, Status>((hash, hash_revision, keel_state::mvcc::Reader::compact_revision(&view), keel_state::mvcc::Reader::revision(&view)))
+            Ok::<_, Status>((
+                hash,
+                hash_revision,
+                keel_state::mvcc::Reader::compact_revision(&view),
+                keel_state::mvcc::Reader::revision(&view),
+            ))
         })
         .await
         .map_err(|error| Status::internal(error.to_string()))??;

@@ -34,7 +34,6 @@ use keel_state::mvcc::ReadView;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-
 /// Who this member is, as the Cluster service and response headers tell it.
 #[derive(Debug, Clone)]
 pub struct MemberInfo {
@@ -97,7 +96,11 @@ impl Shared {
             member_id: self.member.member_id,
             alarm: AlarmType::Nospace as i32,
         };
-        tracing::warn!(quota, db_size = self.backend.file_size(), "the backend reached its quota: raising the NOSPACE alarm");
+        tracing::warn!(
+            quota,
+            db_size = self.backend.file_size(),
+            "the backend reached its quota: raising the NOSPACE alarm"
+        );
         if let Err(error) = self.proposer.propose(keel_api::keelpb::internal_request::Request::Alarm(raise)).await {
             tracing::warn!(%error, "raising the NOSPACE alarm failed");
         }

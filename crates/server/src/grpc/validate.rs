@@ -161,7 +161,8 @@ mod tests {
 
     #[test]
     fn too_many_ops_and_empty_ops() {
-        let many = TxnRequest { compare: vec![], success: (0..3).map(|i| put_op(&i.to_string())).collect(), failure: vec![] };
+        let many =
+            TxnRequest { compare: vec![], success: (0..3).map(|i| put_op(&i.to_string())).collect(), failure: vec![] };
         assert_eq!(txn(&many, 2), Err(EtcdError::TooManyOps));
         assert_eq!(check(vec![RequestOp { request: None }]), Err(EtcdError::KeyNotFound));
         assert_eq!(check(vec![put_op("")]), Err(EtcdError::EmptyKey));

@@ -21,7 +21,12 @@ pub struct WatchService {
 }
 
 impl WatchService {
-    pub fn new(shared: Arc<Shared>, hub: Arc<WatchHub>, progress_interval: Duration, max_response_bytes: usize) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        hub: Arc<WatchHub>,
+        progress_interval: Duration,
+        max_response_bytes: usize,
+    ) -> Self {
         WatchService { shared, hub, progress_interval, max_response_bytes }
     }
 }

@@ -48,7 +48,10 @@ fn clocks(records: Vec<LeaseRecord>) -> HashMap<i64, Lease> {
         .map(|record| {
             let checkpointed = (record.remaining_ttl > 0).then_some(record.remaining_ttl);
             let remaining = checkpointed.unwrap_or(record.ttl);
-            (record.id, Lease { ttl: record.ttl, checkpointed, expires: now + seconds(remaining), revoking_since: None })
+            (
+                record.id,
+                Lease { ttl: record.ttl, checkpointed, expires: now + seconds(remaining), revoking_since: None },
+            )
         })
         .collect()
 }

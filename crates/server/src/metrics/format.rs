@@ -25,10 +25,8 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
 
 /// Rewrites OpenMetrics text as the classic text format 0.0.4 (same samples, same values).
 pub fn to_classic_text(openmetrics: &str) -> String {
-    let counters: Vec<&str> = openmetrics
-        .lines()
-        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
+    let counters: Vec<&str> =
+        openmetrics.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
     let is_counter = |name: &str| counters.contains(&name);
     let mut text = String::with_capacity(openmetrics.len());
     for line in openmetrics.lines() {

@@ -80,7 +80,11 @@ impl Call {
             ("etcdserverpb.Maintenance", "Snapshot") => "server_stream",
             _ => "unary",
         };
-        let labels = vec![("grpc_type", kind.to_string()), ("grpc_service", service.to_string()), ("grpc_method", method.to_string())];
+        let labels = vec![
+            ("grpc_type", kind.to_string()),
+            ("grpc_service", service.to_string()),
+            ("grpc_method", method.to_string()),
+        ];
         Some(Call { labels })
     }
 

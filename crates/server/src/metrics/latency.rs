@@ -12,7 +12,8 @@ pub const LIMIT: Duration = Duration::from_millis(10);
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Upper bounds of the window's buckets, in microseconds (the last one catches everything above).
-const BOUNDS_MICROS: [u64; 14] = [250, 500, 1_000, 2_000, 4_000, 7_000, 10_000, 16_000, 32_000, 64_000, 128_000, 512_000, 2_000_000, u64::MAX];
+const BOUNDS_MICROS: [u64; 14] =
+    [250, 500, 1_000, 2_000, 4_000, 7_000, 10_000, 16_000, 32_000, 64_000, 128_000, 512_000, 2_000_000, u64::MAX];
 
 /// Counts of latencies since the last read.
 pub struct Window {

@@ -160,60 +160,184 @@ impl Metrics {
     }
 
     fn register(&self, r: &mut Registry) {
-        r.register("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not", self.has_leader.clone());
-        r.register("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise", self.is_leader.clone());
-        r.register("etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise", self.is_learner.clone());
+        r.register(
+            "etcd_server_has_leader",
+            "Whether or not a leader exists. 1 is existence, 0 is not",
+            self.has_leader.clone(),
+        );
+        r.register(
+            "etcd_server_is_leader",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise",
+            self.is_leader.clone(),
+        );
+        r.register(
+            "etcd_server_is_learner",
+            "Whether or not this member is a learner. 1 if is, 0 otherwise",
+            self.is_learner.clone(),
+        );
         r.register("etcd_server_leader_changes_seen", "The number of leader changes seen", self.leader_changes.clone());
-        r.register("etcd_server_proposals_committed_total", "The total number of consensus proposals committed", self.proposals_committed.clone());
-        r.register("etcd_server_proposals_applied_total", "The total number of consensus proposals applied", self.proposals_applied.clone());
-        r.register("etcd_server_proposals_pending", "The current number of pending proposals to commit", self.proposals_pending.clone());
-        r.register("etcd_server_proposals_failed", "The total number of failed proposals seen", self.proposals_failed.clone());
-        r.register("etcd_server_slow_apply", "The total number of slow apply requests (likely overloaded from slow disk)", self.slow_apply.clone());
+        r.register(
+            "etcd_server_proposals_committed_total",
+            "The total number of consensus proposals committed",
+            self.proposals_committed.clone(),
+        );
+        r.register(
+            "etcd_server_proposals_applied_total",
+            "The total number of consensus proposals applied",
+            self.proposals_applied.clone(),
+        );
+        r.register(
+            "etcd_server_proposals_pending",
+            "The current number of pending proposals to commit",
+            self.proposals_pending.clone(),
+        );
+        r.register(
+            "etcd_server_proposals_failed",
+            "The total number of failed proposals seen",
+            self.proposals_failed.clone(),
+        );
+        r.register(
+            "etcd_server_slow_apply",
+            "The total number of slow apply requests (likely overloaded from slow disk)",
+            self.slow_apply.clone(),
+        );
         r.register(
             "etcd_server_heartbeat_send_failures",
             "The total number of leader heartbeat send failures (likely overloaded from slow disk)",
             self.heartbeat_send_failures.clone(),
         );
-        r.register("etcd_server_read_indexes_failed", "The total number of failed read indexes seen", self.read_indexes_failed.clone());
+        r.register(
+            "etcd_server_read_indexes_failed",
+            "The total number of failed read indexes seen",
+            self.read_indexes_failed.clone(),
+        );
         r.register(
             "etcd_server_slow_read_indexes",
             "The total number of pending read indexes not in sync with leader's or timed out read index requests",
             self.slow_read_indexes.clone(),
         );
-        r.register("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID", self.server_id.clone());
-        r.register("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version", self.server_version.clone());
-        r.register("etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL", self.wal_fsync.clone());
-        r.register("etcd_disk_backend_commit_duration_seconds", "The latency distributions of commit called by backend", self.backend_commit.clone());
-        r.register("etcd_disk_backend_defrag_duration_seconds", "The latency distribution of backend defragmentation", self.defrag_duration.clone());
-        r.register("etcd_disk_backend_snapshot_duration_seconds", "The latency distribution of backend snapshots", self.snapshot_duration.clone());
-        r.register("etcd_disk_defrag_inflight", "Whether or not defrag is active on the member. 1 means active, 0 means not", self.defrag_inflight.clone());
-        r.register("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes", self.db_total_size.clone());
+        r.register(
+            "etcd_server_id",
+            "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID",
+            self.server_id.clone(),
+        );
+        r.register(
+            "etcd_server_version",
+            "Which version is running. 1 for 'server_version' label with current version",
+            self.server_version.clone(),
+        );
+        r.register(
+            "etcd_disk_wal_fsync_duration_seconds",
+            "The latency distributions of fsync called by WAL",
+            self.wal_fsync.clone(),
+        );
+        r.register(
+            "etcd_disk_backend_commit_duration_seconds",
+            "The latency distributions of commit called by backend",
+            self.backend_commit.clone(),
+        );
+        r.register(
+            "etcd_disk_backend_defrag_duration_seconds",
+            "The latency distribution of backend defragmentation",
+            self.defrag_duration.clone(),
+        );
+        r.register(
+            "etcd_disk_backend_snapshot_duration_seconds",
+            "The latency distribution of backend snapshots",
+            self.snapshot_duration.clone(),
+        );
+        r.register(
+            "etcd_disk_defrag_inflight",
+            "Whether or not defrag is active on the member. 1 means active, 0 means not",
+            self.defrag_inflight.clone(),
+        );
+        r.register(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes",
+            self.db_total_size.clone(),
+        );
         r.register(
             "etcd_debugging_mvcc_db_total_size_in_bytes",
             "Total size of the underlying database physically allocated in bytes",
             self.debugging_db_total_size.clone(),
         );
-        r.register("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", self.cluster_version.clone());
-        r.register("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes", self.db_size_in_use.clone());
-        r.register("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes", self.quota_backend_bytes.clone());
+        r.register(
+            "etcd_cluster_version",
+            "Which version is running. 1 for 'cluster_version' label with current cluster version",
+            self.cluster_version.clone(),
+        );
+        r.register(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes",
+            self.db_size_in_use.clone(),
+        );
+        r.register(
+            "etcd_server_quota_backend_bytes",
+            "Current backend storage quota size in bytes",
+            self.quota_backend_bytes.clone(),
+        );
         r.register("etcd_debugging_mvcc_keys_total", "Total number of keys", self.keys.clone());
-        r.register("etcd_debugging_mvcc_current_revision", "The current revision of store", self.current_revision.clone());
-        r.register("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store", self.compact_revision.clone());
+        r.register(
+            "etcd_debugging_mvcc_current_revision",
+            "The current revision of store",
+            self.current_revision.clone(),
+        );
+        r.register(
+            "etcd_debugging_mvcc_compact_revision",
+            "The revision of the last compaction in store",
+            self.compact_revision.clone(),
+        );
         r.register("etcd_mvcc_put", "Total number of puts seen by this member", self.puts.clone());
         r.register("etcd_mvcc_delete", "Total number of deletes seen by this member", self.deletes.clone());
         r.register("etcd_mvcc_range", "Total number of ranges seen by this member", self.ranges.clone());
         r.register("etcd_mvcc_txn", "Total number of txns seen by this member", self.txns.clone());
         r.register("etcd_debugging_mvcc_watcher_total", "Total number of watchers", self.watchers.clone());
-        r.register("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams", self.watch_streams.clone());
-        r.register("keel_server_alarm_active", "Whether an alarm of this type is active in the cluster. 1 if it is, 0 otherwise", self.alarm_active.clone());
-        r.register("etcd_network_peer_round_trip_time_seconds", "Round-Trip-Time histogram between peers", self.peer_round_trip.clone());
-        r.register("etcd_network_peer_sent_bytes", "The total number of bytes sent to peers", self.peer_sent_bytes.clone());
-        r.register("etcd_network_peer_received_bytes", "The total number of bytes received from peers", self.peer_received_bytes.clone());
-        r.register("etcd_network_peer_sent_failures", "The total number of send failures from peers", self.peer_sent_failures.clone());
-        r.register("etcd_network_client_grpc_received_bytes", "The total number of bytes received from grpc clients", self.client_received_bytes.clone());
-        r.register("etcd_network_client_grpc_sent_bytes", "The total number of bytes sent to grpc clients", self.client_sent_bytes.clone());
+        r.register(
+            "etcd_debugging_mvcc_watch_stream_total",
+            "Total number of watch streams",
+            self.watch_streams.clone(),
+        );
+        r.register(
+            "keel_server_alarm_active",
+            "Whether an alarm of this type is active in the cluster. 1 if it is, 0 otherwise",
+            self.alarm_active.clone(),
+        );
+        r.register(
+            "etcd_network_peer_round_trip_time_seconds",
+            "Round-Trip-Time histogram between peers",
+            self.peer_round_trip.clone(),
+        );
+        r.register(
+            "etcd_network_peer_sent_bytes",
+            "The total number of bytes sent to peers",
+            self.peer_sent_bytes.clone(),
+        );
+        r.register(
+            "etcd_network_peer_received_bytes",
+            "The total number of bytes received from peers",
+            self.peer_received_bytes.clone(),
+        );
+        r.register(
+            "etcd_network_peer_sent_failures",
+            "The total number of send failures from peers",
+            self.peer_sent_failures.clone(),
+        );
+        r.register(
+            "etcd_network_client_grpc_received_bytes",
+            "The total number of bytes received from grpc clients",
+            self.client_received_bytes.clone(),
+        );
+        r.register(
+            "etcd_network_client_grpc_sent_bytes",
+            "The total number of bytes sent to grpc clients",
+            self.client_sent_bytes.clone(),
+        );
         r.register("grpc_server_started", "Total number of RPCs started on the server", self.grpc_started.clone());
-        r.register("grpc_server_handled", "Total number of RPCs completed on the server, regardless of success or failure", self.grpc_handled.clone());
+        r.register(
+            "grpc_server_handled",
+            "Total number of RPCs completed on the server, regardless of success or failure",
+            self.grpc_handled.clone(),
+        );
         self.process.register(r);
     }
 }
@@ -230,10 +354,7 @@ pub async fn render(shared: &Shared) -> String {
     metrics.proposals_committed.set(status.commit_index as i64);
     metrics.proposals_applied.set(shared.applied_index() as i64);
     metrics.server_id.get_or_create(&label("server_id", peer(shared.member.member_id))).set(1);
-    metrics
-        .server_version
-        .get_or_create(&label("server_version", crate::grpc::maintenance::ETCD_API_VERSION))
-        .set(1);
+    metrics.server_version.get_or_create(&label("server_version", crate::grpc::maintenance::ETCD_API_VERSION)).set(1);
     metrics.db_total_size.set(shared.backend.file_size() as i64);
     metrics.debugging_db_total_size.set(shared.backend.file_size() as i64);
     let api = crate::grpc::maintenance::ETCD_API_VERSION;
@@ -246,7 +367,10 @@ pub async fn render(shared: &Shared) -> String {
         metrics.compact_revision.set(view.compact_revision());
         metrics.keys.set(view.key_count().unwrap_or(0) as i64);
         let active = view.alarms().unwrap_or_default();
-        for (name, kind) in [("NOSPACE", keel_api::etcdserverpb::AlarmType::Nospace), ("CORRUPT", keel_api::etcdserverpb::AlarmType::Corrupt)] {
+        for (name, kind) in [
+            ("NOSPACE", keel_api::etcdserverpb::AlarmType::Nospace),
+            ("CORRUPT", keel_api::etcdserverpb::AlarmType::Corrupt),
+        ] {
             let on = active.iter().any(|alarm| alarm.alarm == kind as i32);
             metrics.alarm_active.get_or_create(&label("alarm", name)).set(i64::from(on));
         }

@@ -4,8 +4,8 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Default)]
 pub struct ProcessMetrics {
@@ -27,7 +27,11 @@ impl ProcessMetrics {
         r.register("process_max_fds", "Maximum number of open file descriptors", self.max_fds.clone());
         r.register("os_fd_used", "The number of used file descriptors", self.open_fds.clone());
         r.register("os_fd_limit", "The file descriptor limit", self.max_fds.clone());
-        r.register("process_start_time_seconds", "Start time of the process since unix epoch in seconds", self.start_time.clone());
+        r.register(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds",
+            self.start_time.clone(),
+        );
     }
 
     pub fn refresh(&self) {
@@ -68,7 +72,13 @@ fn read_stat() -> Option<Stat> {
     let text = std::fs::read_to_string("/proc/self/stat").ok()?;
     let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
     let field = |number: usize| fields.get(number - 3)?.parse::<u64>().ok();
-    Some(Stat { utime: field(14)?, stime: field(15)?, start_ticks: field(22)?, vsize: field(23)?, rss_pages: field(24)? })
+    Some(Stat {
+        utime: field(14)?,
+        stime: field(15)?,
+        start_ticks: field(22)?,
+        vsize: field(23)?,
+        rss_pages: field(24)?,
+    })
 }
 
 fn boot_time() -> Option<f64> {

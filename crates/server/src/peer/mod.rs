@@ -8,18 +8,18 @@
 mod probe;
 pub mod snapshot;
 
-use keel_api::keelpb::peer_client::PeerClient;
-use keel_api::keelpb::peer_server::Peer;
 use crate::lease::Lessor;
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::{HashKvRequest, HashKvResponse, ResponseHeader};
+use keel_api::keelpb::peer_client::PeerClient;
+use keel_api::keelpb::peer_server::Peer;
 use keel_api::keelpb::{LeaseAnswer, LeaseQuery, PeerAck, RaftBatch, SnapshotChunk};
-use snapshot::{SnapshotReceiver, SnapshotShipper};
 use keel_raft::NodeStatus;
-use std::sync::Arc;
 use keel_raft::raft::eraftpb::{Message, MessageType};
 use keel_raft::{Command, Transport};
+use snapshot::{SnapshotReceiver, SnapshotShipper};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -68,7 +68,10 @@ impl Transport for PeerTransport {
                     let _ = self.commands.try_send(Command::SnapshotSent { id: message.to, delivered: false });
                     continue;
                 };
-                tracing::info!(to = format_args!("{:x}", message.to), "a follower is behind the log: sending it a snapshot");
+                tracing::info!(
+                    to = format_args!("{:x}", message.to),
+                    "a follower is behind the log: sending it a snapshot"
+                );
                 self.snapshots.ship(message, url.clone());
                 continue;
             }
@@ -78,7 +81,10 @@ impl Transport for PeerTransport {
             };
             if let Err(error) = queue.try_send(keel_raft::encode_message(&message)) {
                 let metrics = crate::metrics::get();
-                metrics.peer_sent_failures.get_or_create(&crate::metrics::label("To", crate::metrics::peer(message.to))).inc();
+                metrics
+                    .peer_sent_failures
+                    .get_or_create(&crate::metrics::label("To", crate::metrics::peer(message.to)))
+                    .inc();
                 if message.get_msg_type() == MessageType::MsgHeartbeat {
                     metrics.heartbeat_send_failures.inc();
                 }
@@ -101,7 +107,9 @@ async fn send_loop(
     commands: SyncSender<Command>,
 ) {
     let mut reported = false;
-    let sent_bytes = crate::metrics::get().peer_sent_bytes.get_or_create_owned(&crate::metrics::label("To", crate::metrics::peer(peer_id)));
+    let sent_bytes = crate::metrics::get()
+        .peer_sent_bytes
+        .get_or_create_owned(&crate::metrics::label("To", crate::metrics::peer(peer_id)));
     loop {
         let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
             tracing::error!(%url, "peer URL is not usable");
@@ -135,7 +143,8 @@ async fn send_loop(
         }
         let (batches, outgoing) = mpsc::channel::<RaftBatch>(16);
         let mut client = PeerClient::new(channel);
-        let call = tokio::spawn(async move { client.raft(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await });
+        let call =
+            tokio::spawn(async move { client.raft(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await });
         loop {
             let Some(first) = queue.recv().await else { return };
             let mut bytes = first.len();
@@ -182,7 +191,11 @@ impl PeerService {
         commands: SyncSender<Command>,
         lessor: Arc<Lessor>,
         node: Arc<NodeStatus>,
-        (snapshot_dir, backend, applied): (std::path::PathBuf, Arc<keel_state::backend::Backend>, tokio::sync::watch::Receiver<u64>),
+        (snapshot_dir, backend, applied): (
+            std::path::PathBuf,
+            Arc<keel_state::backend::Backend>,
+            tokio::sync::watch::Receiver<u64>,
+        ),
     ) -> Self {
         let snapshots = SnapshotReceiver { member_id, snapshot_dir };
         PeerService { cluster_id, member_id, commands, lessor, node, snapshots, backend, applied }
@@ -192,7 +205,11 @@ impl PeerService {
         if cluster_id == self.cluster_id {
             return Ok(());
         }
-        tracing::error!(from = format_args!("{from:x}"), their_cluster = format_args!("{cluster_id:x}"), "refusing Raft messages from another cluster");
+        tracing::error!(
+            from = format_args!("{from:x}"),
+            their_cluster = format_args!("{cluster_id:x}"),
+            "refusing Raft messages from another cluster"
+        );
         Err(Status::failed_precondition(format!(
             "keel: cluster ID mismatch: this member is in cluster {:x}, the sender in {cluster_id:x}",
             self.cluster_id
@@ -267,7 +284,8 @@ impl LeaderLink {
                     match channels.get(&leader) {
                         Some(channel) => channel.clone(),
                         None => {
-                            let endpoint = tonic::transport::Endpoint::from_shared(url.clone()).map_err(|_| EtcdError::NoLeader)?;
+                            let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+                                .map_err(|_| EtcdError::NoLeader)?;
                             let channel = endpoint.connect_timeout(Duration::from_secs(1)).connect_lazy();
                             channels.insert(leader, channel.clone());
                             channel
@@ -305,7 +323,8 @@ impl Peer for PeerService {
                 .get_or_create(&crate::metrics::label("From", crate::metrics::peer(batch.from)))
                 .inc_by(bytes as u64);
             for bytes in batch.messages {
-                let message = keel_raft::decode_message(&bytes).map_err(|error| Status::invalid_argument(error.to_string()))?;
+                let message =
+                    keel_raft::decode_message(&bytes).map_err(|error| Status::invalid_argument(error.to_string()))?;
                 match self.commands.try_send(Command::Step(message)) {
                     Ok(()) => {}
                     // A full queue drops the message; Raft retransmits.
@@ -334,8 +353,18 @@ impl Peer for PeerService {
         tokio::task::spawn_blocking(move || {
             let view = keel_state::mvcc::ReadView::open(&backend)?;
             let (hash, hash_revision) = view.hash_kv(revision)?;
-            let header = ResponseHeader { cluster_id, member_id, revision: keel_state::mvcc::Reader::revision(&view), raft_term: 0 };
-            Ok(HashKvResponse { header: Some(header), hash, compact_revision: keel_state::mvcc::Reader::compact_revision(&view), hash_revision })
+            let header = ResponseHeader {
+                cluster_id,
+                member_id,
+                revision: keel_state::mvcc::Reader::revision(&view),
+                raft_term: 0,
+            };
+            Ok(HashKvResponse {
+                header: Some(header),
+                hash,
+                compact_revision: keel_state::mvcc::Reader::compact_revision(&view),
+                hash_revision,
+            })
         })
         .await
         .map_err(|error| Status::internal(error.to_string()))?

@@ -74,10 +74,12 @@ impl SnapshotShipper {
         tokio::time::timeout(APPLY_WAIT, applied.wait_for(|index| *index >= wanted))
             .await
             .map_err(|_| anyhow::anyhow!("this member has not applied index {wanted} within {APPLY_WAIT:?}"))??;
-        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())?.connect_timeout(Duration::from_secs(2));
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(url.to_string())?.connect_timeout(Duration::from_secs(2));
         let mut client = PeerClient::new(endpoint.connect().await?).max_decoding_message_size(usize::MAX);
         let (chunks, outgoing) = mpsc::channel::<SnapshotChunk>(CHUNKS_IN_FLIGHT);
-        let call = tokio::spawn(async move { client.snapshot(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await });
+        let call =
+            tokio::spawn(async move { client.snapshot(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await });
 
         let (cluster_id, from, backend, to) = (self.cluster_id, self.member_id, self.backend.clone(), message.to);
         let image_chunks = chunks.clone();
@@ -165,7 +167,10 @@ impl SnapshotReceiver {
                 return Err(Status::invalid_argument("keel: the snapshot stream ended before its message"));
             };
             if !current.message.is_empty() {
-                break Some(keel_raft::decode_message(&current.message).map_err(|error| Status::invalid_argument(error.to_string()))?);
+                break Some(
+                    keel_raft::decode_message(&current.message)
+                        .map_err(|error| Status::invalid_argument(error.to_string()))?,
+                );
             }
             // A send fails only when the importer gave up; its error says why.
             if data.send_chunk(current.data).is_err() {
@@ -178,7 +183,8 @@ impl SnapshotReceiver {
             .await
             .map_err(|error| Status::internal(error.to_string()))?
             .map_err(|error| Status::data_loss(format!("keel: snapshot image refused: {error}")))?;
-        let message = message.ok_or_else(|| Status::invalid_argument("keel: the snapshot stream ended before its message"))?;
+        let message =
+            message.ok_or_else(|| Status::invalid_argument("keel: the snapshot stream ended before its message"))?;
         let index = message.get_snapshot().get_metadata().index;
         if info.applied_index != index || index == 0 {
             let _ = std::fs::remove_file(&incoming);
@@ -213,4 +219,3 @@ pub fn remove_stale_images(dir: &Path, applied: u64, half_received: bool) {
         }
     }
 }
-

@@ -14,7 +14,8 @@ pub struct RequestIds {
 
 impl RequestIds {
     pub fn new(member_id: u64) -> Self {
-        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as u64).unwrap_or(0);
+        let millis =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as u64).unwrap_or(0);
         RequestIds {
             prefix: (member_id & 0xffff) << SUFFIX_BITS,
             suffix: AtomicU64::new((millis & ((1 << 40) - 1)) << 8),

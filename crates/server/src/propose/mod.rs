@@ -107,7 +107,11 @@ impl Proposer {
         let result = self.propose_once(request).await;
         metrics.proposals_pending.dec();
         if let Err(
-            EtcdError::NoLeader | EtcdError::LeaderChanged | EtcdError::Timeout | EtcdError::Stopped | EtcdError::TooManyRequests,
+            EtcdError::NoLeader
+            | EtcdError::LeaderChanged
+            | EtcdError::Timeout
+            | EtcdError::Stopped
+            | EtcdError::TooManyRequests,
         ) = &result
         {
             metrics.proposals_failed.inc();

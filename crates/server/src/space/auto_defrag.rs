@@ -23,7 +23,9 @@ pub struct Policy {
 
 pub async fn run(policy: Policy, shared: Arc<Shared>) {
     // Members started together should not all look at the same moment.
-    let jitter = Duration::from_millis(shared.member.member_id % 1000) * policy.check_interval.as_millis().min(1000) as u32 / 1000;
+    let jitter = Duration::from_millis(shared.member.member_id % 1000)
+        * policy.check_interval.as_millis().min(1000) as u32
+        / 1000;
     tokio::time::sleep(jitter).await;
     let mut ticker = tokio::time::interval(policy.check_interval);
     loop {
@@ -32,7 +34,11 @@ pub async fn run(policy: Policy, shared: Arc<Shared>) {
         match claim(&shared, false).await {
             Some((true, _)) => {}
             Some((false, holder)) => {
-                tracing::info!(holder = format_args!("{holder:x}"), reason, "auto-defrag: waiting, another member is defragmenting");
+                tracing::info!(
+                    holder = format_args!("{holder:x}"),
+                    reason,
+                    "auto-defrag: waiting, another member is defragmenting"
+                );
                 continue;
             }
             None => continue,
@@ -66,7 +72,12 @@ async fn needs_defrag(policy: &Policy, shared: &Shared) -> Option<String> {
     }
     let quota = shared.quota?;
     if size as f64 >= policy.threshold * quota as f64 && free_share >= 0.1 {
-        return Some(format!("the {} MiB file is over {:.0}% of the {} MiB quota", size >> 20, policy.threshold * 100.0, quota >> 20));
+        return Some(format!(
+            "the {} MiB file is over {:.0}% of the {} MiB quota",
+            size >> 20,
+            policy.threshold * 100.0,
+            quota >> 20
+        ));
     }
     None
 }

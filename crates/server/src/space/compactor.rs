@@ -53,7 +53,11 @@ async fn periodic(retention: Duration, shared: &Shared) {
         }
         if let Some(&(taken, revision)) = samples.front().filter(|(taken, _)| *taken <= cutoff) {
             last_compaction = now;
-            tracing::debug!(age_ms = now.duration_since(taken).as_millis() as u64, revision, "periodic compaction point");
+            tracing::debug!(
+                age_ms = now.duration_since(taken).as_millis() as u64,
+                revision,
+                "periodic compaction point"
+            );
             compact(shared, revision, "periodic").await;
         }
     }

@@ -38,7 +38,10 @@ pub async fn run(interval: Duration, shared: Arc<Shared>, peers: Vec<(u64, Strin
                 continue;
             }
             if answer.compact_revision != compacted {
-                tracing::debug!(peer = format_args!("{peer:x}"), "hashes differ at different compact revisions; not comparable");
+                tracing::debug!(
+                    peer = format_args!("{peer:x}"),
+                    "hashes differ at different compact revisions; not comparable"
+                );
                 continue;
             }
             tracing::error!(
@@ -63,7 +66,8 @@ pub async fn run(interval: Duration, shared: Arc<Shared>, peers: Vec<(u64, Strin
 
 /// A member's HashKV at `revision`; None when it cannot answer (down, or behind that revision).
 async fn ask(url: &str, revision: i64) -> Option<keel_api::etcdserverpb::HashKvResponse> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).ok()?.connect_timeout(Duration::from_secs(1));
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(url.to_string()).ok()?.connect_timeout(Duration::from_secs(1));
     let mut client = PeerClient::new(endpoint.connect().await.ok()?);
     let call = client.hash_kv(HashKvRequest { revision });
     match tokio::time::timeout(Duration::from_secs(5), call).await {

@@ -3,12 +3,12 @@
 
 use super::{EventBatch, WatchHub, event};
 use crate::grpc::Shared;
+use keel_api::EtcdError;
 use keel_api::etcdserverpb::watch_create_request::FilterType;
 use keel_api::etcdserverpb::watch_request::RequestUnion;
 use keel_api::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse};
 use keel_api::mvccpb::Event;
 use keel_api::mvccpb::event::EventType;
-use keel_api::EtcdError;
 use keel_state::mvcc::{KeySpan, ReadView, Reader};
 use prost::Message;
 use std::collections::BTreeMap;
@@ -92,7 +92,8 @@ pub async fn run(
             return;
         }
     };
-    let mut stream = WatchStream { shared, responses, watchers: BTreeMap::new(), next_id: 0, horizon, max_response_bytes };
+    let mut stream =
+        WatchStream { shared, responses, watchers: BTreeMap::new(), next_id: 0, horizon, max_response_bytes };
     crate::metrics::get().watch_streams.inc();
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + progress_interval, progress_interval);
     // As etcd, a client that half-closes its side still gets events until it goes away.
@@ -164,8 +165,10 @@ impl WatchStream {
                     }
                 }
                 // The revision every watcher of the stream has been brought up to.
-                let revision = self.watchers.values().map(|watcher| watcher.next_revision - 1).fold(self.horizon, i64::min);
-                let response = WatchResponse { header: self.header(revision), watch_id: ALL_WATCHERS, ..Default::default() };
+                let revision =
+                    self.watchers.values().map(|watcher| watcher.next_revision - 1).fold(self.horizon, i64::min);
+                let response =
+                    WatchResponse { header: self.header(revision), watch_id: ALL_WATCHERS, ..Default::default() };
                 self.send(response).await
             }
             None => Ok(()),
@@ -230,7 +233,8 @@ impl WatchStream {
             }
             return Ok(());
         }
-        let first = batch.events.first().and_then(|event| event.kv.as_ref()).map_or(batch.revision, |kv| kv.mod_revision);
+        let first =
+            batch.events.first().and_then(|event| event.kv.as_ref()).map_or(batch.revision, |kv| kv.mod_revision);
         if first > self.horizon + 1 {
             // Revisions went by that this stream never saw: take them from the store first.
             self.catch_up_all().await?;

@@ -80,9 +80,20 @@ impl Server {
         let client = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let mut arguments: Vec<String> = [
-            "--name", "etcd-test", "--data-dir", &data_dir.display().to_string(), "--listen-client-urls", &client,
-            "--advertise-client-urls", &client, "--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer,
-            "--initial-cluster", &format!("etcd-test={peer}"),
+            "--name",
+            "etcd-test",
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &format!("etcd-test={peer}"),
         ]
         .iter()
         .map(|argument| argument.to_string())
@@ -220,7 +231,9 @@ pub fn etcd_binary() -> PathBuf {
             return candidate.into();
         }
     }
-    panic!("the real etcd (Debian package etcd-server) is not installed; run the README's test command, which installs it")
+    panic!(
+        "the real etcd (Debian package etcd-server) is not installed; run the README's test command, which installs it"
+    )
 }
 
 /// Runs the real `etcdctl` (v3 API) against `endpoint`; returns (success, stdout, stderr).
@@ -231,7 +244,11 @@ pub fn etcdctl(endpoint: &str, arguments: &[&str]) -> (bool, String, String) {
         .args(arguments)
         .output()
         .expect("etcdctl is not installed; run the README's test command, which installs Debian's etcd-client");
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into(),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
 }
 
 /// Like [`etcdctl`], with text fed on standard input (for `txn`).
@@ -248,7 +265,11 @@ pub fn etcdctl_with_input(endpoint: &str, arguments: &[&str], input: &str) -> (b
         .expect("etcdctl is not installed");
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into(),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
 }
 
 /// Runs etcdctl, asserts that it succeeded, and returns its standard output.
@@ -281,7 +302,11 @@ pub fn etcdctl_json(endpoint: &str, arguments: &[&str]) -> serde_json::Value {
 /// `keelctl`, built next to `keel` by `cargo test --workspace`.
 pub fn keelctl() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_keel")).with_file_name("keelctl");
-    assert!(path.exists(), "{} is missing: build it with `cargo build -p keel-ctl` (scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p keel-ctl` (scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 
@@ -289,7 +314,11 @@ pub fn keelctl() -> PathBuf {
 pub fn keelctl_run(arguments: &[&str]) -> String {
     let output = Command::new(keelctl()).args(arguments).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "keelctl {arguments:?} failed:\n{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "keelctl {arguments:?} failed:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     stdout
 }
 
@@ -361,17 +390,32 @@ impl Cluster {
                 let peer_url = format!("http://127.0.0.1:{peer}");
                 let data_dir = scratch.path().join(format!("m{index}"));
                 let mut arguments: Vec<String> = [
-                    "--name", &format!("m{index}"), "--data-dir", &data_dir.display().to_string(),
-                    "--listen-client-urls", &client_url, "--advertise-client-urls", &client_url,
-                    "--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url,
-                    "--initial-cluster", &initial,
+                    "--name",
+                    &format!("m{index}"),
+                    "--data-dir",
+                    &data_dir.display().to_string(),
+                    "--listen-client-urls",
+                    &client_url,
+                    "--advertise-client-urls",
+                    &client_url,
+                    "--listen-peer-urls",
+                    &peer_url,
+                    "--initial-advertise-peer-urls",
+                    &peer_url,
+                    "--initial-cluster",
+                    &initial,
                 ]
                 .iter()
                 .map(|argument| argument.to_string())
                 .collect();
                 arguments.extend(extra.iter().map(|argument| argument.to_string()));
                 let log_path = data_dir.with_extension(format!("{client}.log"));
-                prepare(&MemberPlan { name: format!("m{index}"), data_dir: data_dir.clone(), peer_url, initial_cluster: initial.clone() });
+                prepare(&MemberPlan {
+                    name: format!("m{index}"),
+                    data_dir: data_dir.clone(),
+                    peer_url,
+                    initial_cluster: initial.clone(),
+                });
                 Server {
                     child: None,
                     endpoint: client_url,

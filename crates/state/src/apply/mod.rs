@@ -7,14 +7,14 @@
 use crate::alarm;
 use crate::backend::{self, Backend, META, meta};
 use crate::error::StateError;
+use crate::lease::LeaseChange;
 use crate::mvcc::{self, Change, KeySpan, ReadView, Reader, WriteView};
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, alarm_request::AlarmAction,
-    CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse, DeleteRangeResponse,
+    LeaseCheckpointResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
+    alarm_request::AlarmAction,
 };
-use crate::lease::LeaseChange;
 use keel_api::keelpb::InternalRequest;
 use keel_api::keelpb::internal_request::Request;
 use prost::Message;
@@ -48,7 +48,10 @@ pub enum Response {
     LeaseCheckpoint(LeaseCheckpointResponse),
     Alarm(AlarmResponse),
     /// Whether a defrag claim was granted (or a release taken), and who holds the right now (0: nobody).
-    DefragClaim { granted: bool, holder: u64 },
+    DefragClaim {
+        granted: bool,
+        holder: u64,
+    },
     MemberPublished,
 }
 
@@ -185,20 +188,30 @@ fn stored_state(backend: &Backend) -> Result<AppliedState, StateError> {
 }
 
 /// Applies one request; a request error leaves the store unchanged and goes back to the caller.
-fn apply_request(view: &mut WriteView<'_>, request: Option<Request>) -> Result<Result<Response, EtcdError>, StateError> {
+fn apply_request(
+    view: &mut WriteView<'_>,
+    request: Option<Request>,
+) -> Result<Result<Response, EtcdError>, StateError> {
     if let Some(refusal) = refused_by_alarm(view, request.as_ref())? {
         return Ok(Err(refusal));
     }
     view.begin();
     let result = match request {
-        Some(Request::Put(put)) => mvcc::check_put(view, &put).and_then(|()| mvcc::apply_put(view, &put).map(Response::Put)),
+        Some(Request::Put(put)) => {
+            mvcc::check_put(view, &put).and_then(|()| mvcc::apply_put(view, &put).map(Response::Put))
+        }
         Some(Request::DeleteRange(delete)) => mvcc::apply_delete(view, &delete).map(Response::DeleteRange),
         Some(Request::Txn(txn)) => mvcc::plan_txn(view, &txn)
             .and_then(|plan| mvcc::execute_txn(view, &txn, &plan))
             .map(|response| Response::Txn(response)),
         Some(Request::Compaction(compaction)) => compact(view, &compaction).map(Response::Compaction),
         Some(Request::LeaseGrant(grant)) => view.grant_lease(grant.id, grant.ttl).map(|()| {
-            Response::LeaseGrant(LeaseGrantResponse { header: Some(header(view)), id: grant.id, ttl: grant.ttl, error: String::new() })
+            Response::LeaseGrant(LeaseGrantResponse {
+                header: Some(header(view)),
+                id: grant.id,
+                ttl: grant.ttl,
+                error: String::new(),
+            })
         }),
         Some(Request::LeaseRevoke(revoke)) => view
             .revoke_lease(revoke.id)
@@ -208,9 +221,13 @@ fn apply_request(view: &mut WriteView<'_>, request: Option<Request>) -> Result<R
             .iter()
             .try_for_each(|lease| view.checkpoint_lease(lease.id, lease.remaining_ttl))
             .map(|()| Response::LeaseCheckpoint(LeaseCheckpointResponse { header: Some(header(view)) })),
-        Some(Request::MemberAttributes(attributes)) => view.publish_member(&attributes).map(|()| Response::MemberPublished),
+        Some(Request::MemberAttributes(attributes)) => {
+            view.publish_member(&attributes).map(|()| Response::MemberPublished)
+        }
         Some(Request::Alarm(request)) => apply_alarm(view, &request).map(Response::Alarm),
-        Some(Request::DefragClaim(claim)) => view.defrag_claim(&claim).map(|(granted, holder)| Response::DefragClaim { granted, holder }),
+        Some(Request::DefragClaim(claim)) => {
+            view.defrag_claim(&claim).map(|(granted, holder)| Response::DefragClaim { granted, holder })
+        }
         None => Err(EtcdError::KeyNotFound.into()),
     };
     view.end()?;
@@ -230,7 +247,14 @@ fn refused_by_alarm(view: &WriteView<'_>, request: Option<&Request>) -> Result<O
     }
     let writes = matches!(
         request,
-        Some(Request::Put(_) | Request::DeleteRange(_) | Request::Txn(_) | Request::Compaction(_) | Request::LeaseGrant(_) | Request::LeaseRevoke(_))
+        Some(
+            Request::Put(_)
+                | Request::DeleteRange(_)
+                | Request::Txn(_)
+                | Request::Compaction(_)
+                | Request::LeaseGrant(_)
+                | Request::LeaseRevoke(_)
+        )
     );
     if writes && alarm::is_active(&alarms, AlarmType::Corrupt) {
         return Ok(Some(EtcdError::Corrupt));
@@ -250,9 +274,11 @@ fn apply_alarm(view: &mut WriteView<'_>, request: &AlarmRequest) -> Result<Alarm
     let alarms = match AlarmAction::try_from(request.action) {
         Ok(AlarmAction::Activate) if request.alarm != AlarmType::None as i32 => vec![view.activate_alarm(named)?],
         Ok(AlarmAction::Deactivate) => view.deactivate_alarm(named)?.into_iter().collect(),
-        Ok(AlarmAction::Get) => {
-            view.alarms()?.into_iter().filter(|alarm| request.alarm == AlarmType::None as i32 || alarm.alarm == request.alarm).collect()
-        }
+        Ok(AlarmAction::Get) => view
+            .alarms()?
+            .into_iter()
+            .filter(|alarm| request.alarm == AlarmType::None as i32 || alarm.alarm == request.alarm)
+            .collect(),
         _ => Vec::new(),
     };
     Ok(AlarmResponse { header: Some(header(view)), alarms })

@@ -245,7 +245,9 @@ pub struct PipeWriter {
 impl PipeWriter {
     /// Hands over a chunk as it is (for producers that already cut their data).
     pub fn send_chunk(&self, chunk: Vec<u8>) -> std::io::Result<()> {
-        self.sender.send(chunk).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the pipe's reader is gone"))
+        self.sender
+            .send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the pipe's reader is gone"))
     }
 }
 

@@ -43,7 +43,8 @@ pub(super) fn convert_key_index(transaction: &WriteTransaction) -> Result<(), St
 /// every generation but the last one.
 fn changes(mut bytes: &[u8]) -> Result<Vec<(Revision, bool)>, StateError> {
     let buffer = &mut bytes;
-    let mut read = || decode_varint(buffer).map_err(|_| StateError::Corrupt("an old key index record is malformed".into()));
+    let mut read =
+        || decode_varint(buffer).map_err(|_| StateError::Corrupt("an old key index record is malformed".into()));
     let generations = read()?;
     let mut changes = Vec::new();
     for generation in 0..generations {

@@ -97,7 +97,8 @@ impl Backend {
         let incoming = other.database.into_inner().expect("backend lock");
         let old = {
             let mut database = self.database.write().expect("backend lock");
-            std::fs::rename(&other.path, &self.path).map_err(|source| StateError::Io { path: other.path.clone(), source })?;
+            std::fs::rename(&other.path, &self.path)
+                .map_err(|source| StateError::Io { path: other.path.clone(), source })?;
             std::mem::replace(&mut *database, incoming)
         };
         // Closing the old database writes to its (now unlinked) file; nobody needs to wait for that.
@@ -175,7 +176,10 @@ pub(crate) fn sync_parent(path: &Path) -> Result<(), StateError> {
         .map_err(|source| StateError::Io { path: parent.into(), source })
 }
 
-pub(crate) fn read_u64<T: ReadableTable<&'static str, &'static [u8]>>(table: &T, name: &str) -> Result<u64, StateError> {
+pub(crate) fn read_u64<T: ReadableTable<&'static str, &'static [u8]>>(
+    table: &T,
+    name: &str,
+) -> Result<u64, StateError> {
     let Some(value) = table.get(name)? else { return Ok(0) };
     let bytes: [u8; 8] = value.value().try_into().map_err(|_| StateError::Corrupt(format!("meta key {name}")))?;
     Ok(u64::from_be_bytes(bytes))

@@ -137,7 +137,8 @@ pub struct Status {
 /// Checks a snapshot and reads what it holds (by importing it into a scratch file in `scratch_dir`).
 pub fn status(snapshot: &Path, scratch_dir: &Path) -> Result<Status, StateError> {
     let sha256 = verify(snapshot, |_| {})?;
-    let total_size = std::fs::metadata(snapshot).map_err(|source| StateError::Io { path: snapshot.into(), source })?.len();
+    let total_size =
+        std::fs::metadata(snapshot).map_err(|source| StateError::Io { path: snapshot.into(), source })?.len();
     let scratch = scratch_dir.join(format!(".keel-snapshot-status-{}.db", std::process::id()));
     let file = std::fs::File::open(snapshot).map_err(|source| StateError::Io { path: snapshot.into(), source })?;
     let result = image::import(BufReader::with_capacity(1024 * 1024, file), &scratch, &[], |_| {}).and_then(|_| {

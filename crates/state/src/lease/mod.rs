@@ -18,10 +18,14 @@ pub(crate) fn storage_id(id: i64) -> u64 {
     id as u64
 }
 
-pub(crate) fn lookup<T: ReadableTable<u64, &'static [u8]>>(table: &T, id: i64) -> Result<Option<LeaseRecord>, StateError> {
+pub(crate) fn lookup<T: ReadableTable<u64, &'static [u8]>>(
+    table: &T,
+    id: i64,
+) -> Result<Option<LeaseRecord>, StateError> {
     match table.get(storage_id(id))? {
         Some(bytes) => Ok(Some(
-            LeaseRecord::decode(bytes.value()).map_err(|error| StateError::Corrupt(format!("lease {id:x}: {error}")))?,
+            LeaseRecord::decode(bytes.value())
+                .map_err(|error| StateError::Corrupt(format!("lease {id:x}: {error}")))?,
         )),
         None => Ok(None),
     }
@@ -31,7 +35,8 @@ pub(crate) fn all<T: ReadableTable<u64, &'static [u8]>>(table: &T) -> Result<Vec
     let mut records = Vec::with_capacity(table.len()? as usize);
     for item in table.iter()? {
         let (_, bytes) = item?;
-        records.push(LeaseRecord::decode(bytes.value()).map_err(|error| StateError::Corrupt(format!("lease: {error}")))?);
+        records
+            .push(LeaseRecord::decode(bytes.value()).map_err(|error| StateError::Corrupt(format!("lease: {error}")))?);
     }
     Ok(records)
 }

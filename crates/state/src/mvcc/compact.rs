@@ -115,7 +115,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = Backend::open(&dir.path().join("db")).unwrap();
         let values: Vec<String> = (0..3000).map(|index| index.to_string()).collect();
-        let batches: Vec<[(&str, Option<&str>); 1]> = values.iter().map(|value| [("hot", Some(value.as_str()))]).collect();
+        let batches: Vec<[(&str, Option<&str>); 1]> =
+            values.iter().map(|value| [("hot", Some(value.as_str()))]).collect();
         let batches: Vec<&[(&str, Option<&str>)]> = batches.iter().map(|batch| batch.as_slice()).collect();
         write(&backend, &batches);
         let view = ReadView::open(&backend).unwrap();

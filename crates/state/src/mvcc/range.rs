@@ -2,10 +2,10 @@
 
 use super::{KeySpan, Reader};
 use crate::error::StateError;
+use keel_api::EtcdError;
 use keel_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use keel_api::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use keel_api::mvccpb::KeyValue;
-use keel_api::EtcdError;
 use std::cmp::Ordering;
 
 /// Serves a range request from `reader`. The header carries only the revision; the caller fills in the
@@ -35,10 +35,8 @@ pub fn range(reader: &impl Reader, request: &RangeRequest) -> Result<RangeRespon
         }
         Ok(true)
     })?;
-    let mut kvs = kvs
-        .into_iter()
-        .map(|revision| reader.change_at(revision))
-        .collect::<Result<Vec<KeyValue>, StateError>>()?;
+    let mut kvs =
+        kvs.into_iter().map(|revision| reader.change_at(revision)).collect::<Result<Vec<KeyValue>, StateError>>()?;
 
     if filtered {
         kvs.retain(|kv| {

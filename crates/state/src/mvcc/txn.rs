@@ -165,7 +165,10 @@ pub(crate) fn apply_put(view: &mut WriteView<'_>, put: &PutRequest) -> Result<Pu
     Ok(PutResponse { header: Some(header(view.revision())), prev_kv: previous.filter(|_| put.prev_kv) })
 }
 
-pub(crate) fn apply_delete(view: &mut WriteView<'_>, delete: &DeleteRangeRequest) -> Result<DeleteRangeResponse, StateError> {
+pub(crate) fn apply_delete(
+    view: &mut WriteView<'_>,
+    delete: &DeleteRangeRequest,
+) -> Result<DeleteRangeResponse, StateError> {
     let deleted = view.delete_range(KeySpan::new(&delete.key, &delete.range_end))?;
     Ok(DeleteRangeResponse {
         header: Some(header(view.revision())),

@@ -2,14 +2,14 @@
 
 use super::index::{self, Head};
 use super::{Change, KeySpan, Reader};
-use crate::backend::{self, Backend, KEY_HEADS, KEY_REVISIONS, KV, LEASE_KEYS, LEASES, MEMBERS, META, meta};
 use crate::alarm;
-use crate::lease::{self, LeaseChange};
-use keel_api::etcdserverpb::AlarmMember;
-use keel_api::EtcdError;
-use keel_api::keelpb::{DefragClaim, LeaseRecord, MemberAttributes};
+use crate::backend::{self, Backend, KEY_HEADS, KEY_REVISIONS, KV, LEASE_KEYS, LEASES, MEMBERS, META, meta};
 use crate::error::StateError;
+use crate::lease::{self, LeaseChange};
 use crate::revision::Revision;
+use keel_api::EtcdError;
+use keel_api::etcdserverpb::AlarmMember;
+use keel_api::keelpb::{DefragClaim, LeaseRecord, MemberAttributes};
 use keel_api::mvccpb::KeyValue;
 use prost::Message;
 use redb::{ReadOnlyTable, ReadableTable, Table, WriteTransaction};
@@ -150,7 +150,8 @@ impl ReadView {
         for item in self.members.iter()? {
             let (_, bytes) = item?;
             members.push(
-                MemberAttributes::decode(bytes.value()).map_err(|error| StateError::Corrupt(format!("member: {error}")))?,
+                MemberAttributes::decode(bytes.value())
+                    .map_err(|error| StateError::Corrupt(format!("member: {error}")))?,
             );
         }
         Ok(members)
@@ -339,7 +340,15 @@ impl<'t> WriteView<'t> {
             (true, Some(held)) if held.member_id == claim.member_id => (true, None),
             (true, _) => (false, holder),
             (false, Some(held)) if held.member_id != claim.member_id => (false, Some(held)),
-            (false, _) => (true, Some(DefragClaim { member_id: claim.member_id, release: false, now_ms: claim.now_ms, expires_ms: claim.expires_ms })),
+            (false, _) => (
+                true,
+                Some(DefragClaim {
+                    member_id: claim.member_id,
+                    release: false,
+                    now_ms: claim.now_ms,
+                    expires_ms: claim.expires_ms,
+                }),
+            ),
         };
         match stored {
             Some(held) => self.meta.insert(KEY, held.encode_to_vec().as_slice())?,
@@ -448,8 +457,10 @@ impl<'t> WriteView<'t> {
         };
         self.attach(key, previous.as_ref().map_or(0, |kv| kv.lease), lease)?;
         // A put to a live key continues its generation; otherwise it starts one.
-        let (create_revision, version) = previous.as_ref().map_or((revision.main, 1), |kv| (kv.create_revision, kv.version + 1));
-        let stored = KeyValue { key: key.to_vec(), create_revision, mod_revision: revision.main, version, value, lease };
+        let (create_revision, version) =
+            previous.as_ref().map_or((revision.main, 1), |kv| (kv.create_revision, kv.version + 1));
+        let stored =
+            KeyValue { key: key.to_vec(), create_revision, mod_revision: revision.main, version, value, lease };
         self.store(key, Head { latest: revision, deleted: false }, &stored)?;
         self.changes.push(Change::Put(stored));
         if previous.is_none() {
@@ -492,7 +503,12 @@ impl<'t> WriteView<'t> {
 
     /// Compacts the history of the keys after `after` (all keys when None) at main revision `at`, at most
     /// `keys` of them; returns the last key looked at when there may be more.
-    pub(super) fn compact_keys(&mut self, after: Option<&[u8]>, at: i64, keys: usize) -> Result<Option<Vec<u8>>, StateError> {
+    pub(super) fn compact_keys(
+        &mut self,
+        after: Option<&[u8]>,
+        at: i64,
+        keys: usize,
+    ) -> Result<Option<Vec<u8>>, StateError> {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut pass = Vec::new();
         let mut last_key = None;
