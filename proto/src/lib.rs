@@ -29,3 +29,6 @@ pub mod keelpb {
 }
 
 pub use errors::EtcdError;
+
+/// The etcd API version Keel speaks (what `Status.version` and `etcd_server_version` report).
+pub const ETCD_API_VERSION: &str = "3.5.0";

@@ -189,13 +189,15 @@ pub fn command_queue() -> (SyncSender<Command>, Receiver<Command>) {
     sync_channel(COMMAND_QUEUE)
 }
 
-/// Starts the node's thread, taking commands from `queue` (made by [`command_queue`]).
+/// Starts the node's thread, taking commands from `queue` (made by [`command_queue`]). If the node fails
+/// (its log cannot be written), its thread ends and hands the error to `on_failure`.
 pub fn start(
     config: NodeConfig,
     log: LogStore,
     transport: impl Transport,
     outbox: impl Outbox,
     queue: (SyncSender<Command>, Receiver<Command>),
+    on_failure: impl FnOnce(NodeError) + Send + 'static,
 ) -> Result<NodeHandle, NodeError> {
     let raft_config = Config {
         id: config.id,
@@ -233,9 +235,10 @@ pub fn start(
         .name("raft-node".into())
         .spawn(move || {
             if let Err(error) = node.run() {
-                // Fail-stop, as etcd does: a member whose log cannot be written must not go on.
+                // Fail-stop, as etcd does: a member whose log cannot be written must not go on. The member
+                // hears it through `on_failure` and stops in order.
                 tracing::error!(%error, "raft node failed; stopping the member");
-                std::process::exit(1);
+                on_failure(error);
             }
         })
         .expect("spawn the raft thread");

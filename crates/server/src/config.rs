@@ -15,6 +15,9 @@ pub struct Config {
     /// Path to the data directory [default: <name>.keel].
     #[arg(long, env = "ETCD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Path to the dedicated WAL directory [default: <data-dir>/member/wal].
+    #[arg(long, env = "ETCD_WAL_DIR")]
+    pub wal_dir: Option<PathBuf>,
     /// URLs to listen on for client traffic (comma-separated).
     #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
     pub listen_client_urls: String,
@@ -107,6 +110,8 @@ pub struct Settings {
     /// `--election-timeout`.
     pub election_timeout: Duration,
     pub data_dir: PathBuf,
+    /// `--wal-dir`: the Raft log apart from the data dir.
+    pub wal_dir: Option<PathBuf>,
     pub listen_client_urls: Vec<Url>,
     pub advertise_client_urls: Vec<Url>,
     pub advertise_peer_urls: Vec<Url>,
@@ -251,6 +256,7 @@ impl Config {
             name: self.name.clone(),
             election_timeout: election,
             data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.keel", self.name))),
+            wal_dir: self.wal_dir.clone().filter(|dir| !dir.as_os_str().is_empty()),
             listen_client_urls: parse_urls("listen-client-urls", &self.listen_client_urls)?,
             advertise_client_urls: parse_urls("advertise-client-urls", &self.advertise_client_urls)?,
             advertise_peer_urls,

@@ -1,21 +1,29 @@
 //! `keel`: one member of a Keel cluster, speaking etcd's v3 API.
 //!
 //! # Layout
-//! - [`config`]: etcd's flags and `ETCD_*` variables.
-//! - [`member`]: opens the data dir and wires the parts; shutdown order.
-//! - [`grpc`]: one file per etcd service; validation; errors to gRPC statuses in one place.
-//! - [`peer`]: Raft messages between members over the peer URLs.
-//! - [`propose`]: request ids, waiting callers, ReadIndex rounds.
+//! Modules depend downwards only, in this order (`tests/module_dag.rs` checks that the imports form a
+//! DAG and that this order holds):
+//! - [`serve`]: bootstraps the member and wires and serves everything; shutdown order.
+//! - [`grpc`]: one file per etcd service; validation; Watch streams.
+//! - [`http`]: `/metrics`, `/health`, `/livez`, `/readyz`.
+//! - [`space`]: auto-compaction, self-driving defrag, the corruption check.
+//! - [`member`]: the member context every service shares, and bootstrap (identity, conf state, log).
+//! - [`peer`]: Raft messages and snapshots between members over the peer URLs.
 //! - [`applier`]: the thread that applies committed entries to the state machine.
 //! - [`lease`]: the lessor: lease clocks, expiry and checkpoints as the leader's proposals.
-//! - [`watch`]: the watch hub the applier feeds, and one task per Watch stream.
-//! - [`metrics`]: etcd's Prometheus metrics and the latency warnings.
+//! - [`propose`]: request ids, waiting callers, ReadIndex rounds.
+//! - [`watch`]: the watch hub the applier feeds.
+//! - leaves: [`config`] (etcd's flags, config file and `ETCD_*` variables), [`datadir`] (every path in the
+//!   data dir), [`errors`] (errors to gRPC statuses), [`metrics`] (etcd's Prometheus metrics and the
+//!   latency warnings), [`shutdown`] (the one stop signal).
 //!
 //! A write: gRPC handler -> validate -> `Proposer::propose` -> Raft node (WAL fsync) -> committed ->
 //! applier -> state machine -> the caller's reply.
 
 mod applier;
 mod config;
+mod datadir;
+mod errors;
 mod grpc;
 mod http;
 mod lease;
@@ -23,6 +31,8 @@ mod member;
 mod metrics;
 mod peer;
 mod propose;
+mod serve;
+mod shutdown;
 mod space;
 mod watch;
 
@@ -45,7 +55,15 @@ fn main() -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("keel").build()?;
-    runtime.block_on(member::run(settings, shutdown_signal()))
+    runtime.block_on(async {
+        let shutdown = shutdown::Shutdown::default();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            signal().await;
+            on_signal.raise(shutdown::Reason::Requested);
+        });
+        serve::run(settings, shutdown).await
+    })
 }
 
 /// etcd's levels; raft-rs's own chatter is kept at warn unless debugging.
@@ -58,7 +76,7 @@ fn log_filter(level: &str) -> String {
     if level == "debug" { "debug".into() } else { format!("{level},raft=warn") }
 }
 
-async fn shutdown_signal() {
+async fn signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

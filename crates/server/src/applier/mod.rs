@@ -7,8 +7,10 @@ mod defrag;
 pub use defrag::DefragReport;
 use defrag::{Defrag, DefragReply};
 
+use crate::datadir::DataDir;
 use crate::lease::Lessor;
 use crate::propose::Waiters;
+use crate::shutdown::Shutdown;
 use crate::watch::WatchHub;
 use keel_api::EtcdError;
 use keel_raft::raft::ReadState;
@@ -16,7 +18,6 @@ use keel_raft::raft::eraftpb::{Entry, EntryType};
 use keel_raft::wal::SyncStats;
 use keel_raft::{Command, Outbox};
 use keel_state::StateMachine;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -134,41 +135,50 @@ impl Outbox for MemberOutbox {
 
 pub struct ApplierSettings {
     pub snapshot_count: u64,
-    /// Where images received for Raft snapshots wait (`member/snap`), named by [`snapshot_file`].
-    pub snapshot_dir: PathBuf,
+    /// Where the defragmentation copy is built and received snapshot images wait.
+    pub data_dir: DataDir,
     /// Entries kept behind the compaction point for lagging followers (none with a single voter).
     pub catch_up_entries: u64,
 }
 
+/// What the applier thread is made of.
+pub struct ApplierParts {
+    pub machine: StateMachine,
+    /// The node's queue: log compactions and snapshot results go there.
+    pub commands: SyncSender<Command>,
+    pub waiters: Arc<Waiters>,
+    /// Told the applied index after every batch.
+    pub applied: watch::Sender<u64>,
+    pub hub: Arc<WatchHub>,
+    pub lessor: Arc<Lessor>,
+    pub disk: Arc<DiskStats>,
+    pub settings: ApplierSettings,
+    /// Raised if applying fails: the member then stops in order (fail-stop, as etcd).
+    pub shutdown: Shutdown,
+}
+
 /// Starts the applier thread; returns the outbox to give the Raft node.
-pub fn start(
-    machine: StateMachine,
-    commands: SyncSender<Command>,
-    waiters: Arc<Waiters>,
-    applied: watch::Sender<u64>,
-    hub: Arc<WatchHub>,
-    lessor: Arc<Lessor>,
-    disk: Arc<DiskStats>,
-    settings: ApplierSettings,
-) -> (MemberOutbox, Defragmenter, JoinHandle<()>) {
+pub fn start(parts: ApplierParts) -> (MemberOutbox, Defragmenter, JoinHandle<()>) {
     let (sender, receiver) = sync_channel(APPLY_QUEUE);
-    let last_compact = machine.state().index;
+    let last_compact = parts.machine.state().index;
+    let waiters = parts.waiters;
     let applier = Applier {
-        machine,
+        machine: parts.machine,
         receiver,
-        commands,
+        commands: parts.commands,
         waiters: waiters.clone(),
-        applied,
-        hub,
-        lessor,
-        settings,
+        applied: parts.applied,
+        hub: parts.hub,
+        lessor: parts.lessor,
+        settings: parts.settings,
+        shutdown: parts.shutdown,
         last_compact,
         last_durable: Instant::now(),
         defrag: None,
     };
     let thread =
         std::thread::Builder::new().name("applier".into()).spawn(move || applier.run()).expect("spawn applier");
-    (MemberOutbox { entries: sender.clone(), waiters, disk }, Defragmenter(sender), thread)
+    (MemberOutbox { entries: sender.clone(), waiters, disk: parts.disk }, Defragmenter(sender), thread)
 }
 
 struct Applier {
@@ -180,6 +190,7 @@ struct Applier {
     hub: Arc<WatchHub>,
     lessor: Arc<Lessor>,
     settings: ApplierSettings,
+    shutdown: Shutdown,
     last_compact: u64,
     last_durable: Instant,
     /// A defragmentation in progress.
@@ -212,8 +223,13 @@ impl Applier {
                 }
             };
             if let Err(error) = result {
+                // Nothing more may be applied on this run: the WAL replays what was not made durable.
                 tracing::error!(%error, "applying committed entries failed; stopping the member");
-                std::process::exit(1);
+                self.shutdown.fatal(format_args!("applying committed entries failed: {error}"));
+                if let Some(defrag) = self.defrag.take() {
+                    defrag.abort("the member is stopping");
+                }
+                return;
             }
             if self.defrag.as_ref().is_some_and(Defrag::is_copied) {
                 let defrag = self.defrag.take().expect("checked");
@@ -256,7 +272,7 @@ impl Applier {
             return;
         }
         // The copy starts from what is committed now; everything applied from here on is recorded.
-        let file = self.settings.snapshot_dir.join(DEFRAG_FILE);
+        let file = self.settings.data_dir.defrag_copy();
         match Defrag::start(self.machine.backend().clone(), file, reply) {
             Ok(defrag) => self.defrag = Some(defrag),
             Err(error) => tracing::warn!(%error, "cannot start a defragmentation thread"),
@@ -328,7 +344,7 @@ impl Applier {
         if let Some(defrag) = self.defrag.take() {
             defrag.abort("the member installed a snapshot from the leader meanwhile; defragment again");
         }
-        let file = snapshot_file(&self.settings.snapshot_dir, index);
+        let file = self.settings.data_dir.snapshot_image(index);
         let started = Instant::now();
         let state = self.machine.install(&file)?;
         if state.index != index {
@@ -345,7 +361,7 @@ impl Applier {
         );
         self.last_durable = Instant::now();
         self.last_compact = index;
-        crate::peer::snapshot::remove_stale_images(&self.settings.snapshot_dir, index, false);
+        self.settings.data_dir.remove_stale_images(index, false);
         self.lessor.restore(self.machine.read()?.leases()?);
         self.hub.restored(state.revision);
         self.applied.send_replace(index);
@@ -369,14 +385,6 @@ impl Applier {
         }
         Ok(())
     }
-}
-
-/// The compact copy a defragmentation builds, next to the store.
-pub const DEFRAG_FILE: &str = "db.defrag";
-
-/// Where the image for the Raft snapshot at `index` waits to be installed.
-pub fn snapshot_file(dir: &Path, index: u64) -> PathBuf {
-    dir.join(format!("{index:016x}.snap.db"))
 }
 
 /// The state machine's part of an entry: client requests only; Raft's own entries apply as no-ops.

@@ -7,7 +7,7 @@
 //! reason is logged). `/livez` answers while the process serves at all; `/readyz` when it can serve linearizable
 //! requests.
 
-use crate::grpc::Shared;
+use crate::member::Shared;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -58,7 +58,7 @@ async fn health(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
 /// OpenMetrics for scrapers that ask for it (Prometheus does), etcd's text format 0.0.4 for the rest.
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> impl axum::response::IntoResponse {
     use crate::metrics::format;
-    let text = crate::metrics::render(&shared).await;
+    let text = crate::metrics::render(&shared.live().await);
     let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok());
     if format::wants_openmetrics(accept) {
         ([(header::CONTENT_TYPE, format::OPENMETRICS)], text)
@@ -73,3 +73,4 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")),
     }
 }
+

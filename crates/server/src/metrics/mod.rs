@@ -10,8 +10,6 @@ pub mod grpc;
 pub mod latency;
 mod process;
 
-use crate::grpc::Shared;
-use keel_state::mvcc::Reader;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -342,36 +340,59 @@ impl Metrics {
     }
 }
 
+/// The member's live state that gauges mirror, read by the caller just before a scrape (this module
+/// knows no member, so it stays a leaf every layer can count with).
+#[derive(Debug, Default)]
+pub struct Live {
+    pub member_id: u64,
+    pub leader: u64,
+    pub leader_changes: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub db_size: u64,
+    pub db_size_in_use: i64,
+    /// `--quota-backend-bytes`; None when disabled.
+    pub quota: Option<u64>,
+    /// Revision, compacted revision, live keys and active alarms, when the store could be read.
+    pub store: Option<LiveStore>,
+}
+
+#[derive(Debug, Default)]
+pub struct LiveStore {
+    pub revision: i64,
+    pub compact_revision: i64,
+    pub keys: u64,
+    pub alarms: Vec<keel_api::etcdserverpb::AlarmType>,
+}
+
 /// Refreshes the gauges that mirror live state, then encodes everything as OpenMetrics text (see
 /// [`format`] for the classic text format etcd serves).
-pub async fn render(shared: &Shared) -> String {
+pub fn render(live: &Live) -> String {
     let metrics = get();
-    let status = shared.node.snapshot();
-    metrics.has_leader.set(i64::from(status.leader != 0));
-    metrics.is_leader.set(i64::from(status.leader == shared.member.member_id));
-    let seen = metrics.leader_changes_seen.swap(status.leader_changes, Ordering::AcqRel);
-    metrics.leader_changes.inc_by(status.leader_changes.saturating_sub(seen));
-    metrics.proposals_committed.set(status.commit_index as i64);
-    metrics.proposals_applied.set(shared.applied_index() as i64);
-    metrics.server_id.get_or_create(&label("server_id", peer(shared.member.member_id))).set(1);
-    metrics.server_version.get_or_create(&label("server_version", crate::grpc::maintenance::ETCD_API_VERSION)).set(1);
-    metrics.db_total_size.set(shared.backend.file_size() as i64);
-    metrics.debugging_db_total_size.set(shared.backend.file_size() as i64);
-    let api = crate::grpc::maintenance::ETCD_API_VERSION;
+    metrics.has_leader.set(i64::from(live.leader != 0));
+    metrics.is_leader.set(i64::from(live.leader == live.member_id));
+    let seen = metrics.leader_changes_seen.swap(live.leader_changes, Ordering::AcqRel);
+    metrics.leader_changes.inc_by(live.leader_changes.saturating_sub(seen));
+    metrics.proposals_committed.set(live.commit_index as i64);
+    metrics.proposals_applied.set(live.applied_index as i64);
+    metrics.server_id.get_or_create(&label("server_id", peer(live.member_id))).set(1);
+    metrics.server_version.get_or_create(&label("server_version", keel_api::ETCD_API_VERSION)).set(1);
+    metrics.db_total_size.set(live.db_size as i64);
+    metrics.debugging_db_total_size.set(live.db_size as i64);
+    let api = keel_api::ETCD_API_VERSION;
     let minor = api.rsplit_once('.').map_or(api, |(major_minor, _)| major_minor);
     metrics.cluster_version.get_or_create(&label("cluster_version", minor)).set(1);
-    metrics.db_size_in_use.set(shared.size_in_use().await);
-    metrics.quota_backend_bytes.set(shared.quota.map_or(0, |quota| quota as i64));
-    if let Ok(view) = shared.read_view() {
-        metrics.current_revision.set(view.revision());
-        metrics.compact_revision.set(view.compact_revision());
-        metrics.keys.set(view.key_count().unwrap_or(0) as i64);
-        let active = view.alarms().unwrap_or_default();
+    metrics.db_size_in_use.set(live.db_size_in_use);
+    metrics.quota_backend_bytes.set(live.quota.map_or(0, |quota| quota as i64));
+    if let Some(store) = &live.store {
+        metrics.current_revision.set(store.revision);
+        metrics.compact_revision.set(store.compact_revision);
+        metrics.keys.set(store.keys as i64);
         for (name, kind) in [
             ("NOSPACE", keel_api::etcdserverpb::AlarmType::Nospace),
             ("CORRUPT", keel_api::etcdserverpb::AlarmType::Corrupt),
         ] {
-            let on = active.iter().any(|alarm| alarm.alarm == kind as i32);
+            let on = store.alarms.contains(&kind);
             metrics.alarm_active.get_or_create(&label("alarm", name)).set(i64::from(on));
         }
     }

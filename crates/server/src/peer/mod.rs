@@ -9,6 +9,7 @@ mod probe;
 pub mod snapshot;
 
 use crate::lease::Lessor;
+use crate::shutdown::Shutdown;
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::{HashKvRequest, HashKvResponse, ResponseHeader};
 use keel_api::keelpb::peer_client::PeerClient;
@@ -44,7 +45,7 @@ pub struct PeerTransport {
 
 impl PeerTransport {
     /// Starts a sender task per peer (`id` -> its first peer URL); snapshots go out through `snapshots`.
-    pub fn start(peers: &[(u64, String)], snapshots: SnapshotShipper) -> Self {
+    pub fn start(peers: &[(u64, String)], snapshots: SnapshotShipper, shutdown: &Shutdown) -> Self {
         let (cluster_id, member_id, commands) = (snapshots.cluster_id, snapshots.member_id, snapshots.commands.clone());
         let mut queues = HashMap::new();
         for (id, url) in peers {
@@ -52,8 +53,8 @@ impl PeerTransport {
                 continue;
             }
             let (sender, receiver) = mpsc::channel(PEER_QUEUE);
-            tokio::spawn(send_loop(cluster_id, member_id, *id, url.clone(), receiver, commands.clone()));
-            tokio::spawn(probe::run(cluster_id, member_id, *id, url.clone()));
+            shutdown.spawn(send_loop(cluster_id, member_id, *id, url.clone(), receiver, commands.clone()));
+            shutdown.spawn(probe::run(cluster_id, member_id, *id, url.clone()));
             queues.insert(*id, sender);
         }
         PeerTransport { peers: queues, urls: peers.iter().cloned().collect(), commands, snapshots: Arc::new(snapshots) }
@@ -174,33 +175,18 @@ async fn send_loop(
 /// The receiving side: steps peers' messages into this member's node, and answers lease questions
 /// when this member leads.
 pub struct PeerService {
-    cluster_id: u64,
-    member_id: u64,
-    commands: SyncSender<Command>,
-    lessor: Arc<Lessor>,
-    node: Arc<NodeStatus>,
-    snapshots: SnapshotReceiver,
-    backend: Arc<keel_state::backend::Backend>,
-    applied: tokio::sync::watch::Receiver<u64>,
+    pub cluster_id: u64,
+    pub member_id: u64,
+    /// The node's queue: received messages are stepped through it.
+    pub commands: SyncSender<Command>,
+    pub lessor: Arc<Lessor>,
+    pub node: Arc<NodeStatus>,
+    pub snapshots: SnapshotReceiver,
+    pub backend: Arc<keel_state::backend::Backend>,
+    pub applied: tokio::sync::watch::Receiver<u64>,
 }
 
 impl PeerService {
-    pub fn new(
-        cluster_id: u64,
-        member_id: u64,
-        commands: SyncSender<Command>,
-        lessor: Arc<Lessor>,
-        node: Arc<NodeStatus>,
-        (snapshot_dir, backend, applied): (
-            std::path::PathBuf,
-            Arc<keel_state::backend::Backend>,
-            tokio::sync::watch::Receiver<u64>,
-        ),
-    ) -> Self {
-        let snapshots = SnapshotReceiver { member_id, snapshot_dir };
-        PeerService { cluster_id, member_id, commands, lessor, node, snapshots, backend, applied }
-    }
-
     fn check_cluster(&self, from: u64, cluster_id: u64) -> Result<(), Status> {
         if cluster_id == self.cluster_id {
             return Ok(());
@@ -369,13 +355,13 @@ impl Peer for PeerService {
         .await
         .map_err(|error| Status::internal(error.to_string()))?
         .map(Response::new)
-        .map_err(crate::grpc::status)
+        .map_err(crate::errors::status)
     }
 
     async fn lease_renew(&self, request: Request<LeaseQuery>) -> Result<Response<LeaseAnswer>, Status> {
         let query = request.into_inner();
         self.check_lease_query(&query)?;
-        crate::propose::wait_applied(&self.node, &self.applied).await.map_err(crate::grpc::etcd)?;
+        crate::propose::wait_applied(&self.node, &self.applied).await.map_err(crate::errors::etcd)?;
         let renewed = self.lessor.renew(query.id);
         Ok(Response::new(LeaseAnswer { found: renewed.is_some(), ttl: renewed.unwrap_or(0) }))
     }

@@ -6,14 +6,13 @@
 //! until its own store has applied `C`, then takes the image from one read transaction, which may stand
 //! at a later index `A`; the message sent names `A` and its term, so the follower's log and store agree.
 
-use crate::applier::snapshot_file;
+use crate::datadir::DataDir;
 use keel_api::keelpb::SnapshotChunk;
 use keel_api::keelpb::peer_client::PeerClient;
 use keel_raft::Command;
 use keel_raft::raft::eraftpb::Message;
 use keel_state::backend::{Backend, image, meta};
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
@@ -140,7 +139,7 @@ impl Write for ChunkSink {
 /// The follower's side: rebuilds a backend file from the chunks as they arrive.
 pub struct SnapshotReceiver {
     pub member_id: u64,
-    pub snapshot_dir: PathBuf,
+    pub data_dir: DataDir,
 }
 
 impl SnapshotReceiver {
@@ -152,7 +151,7 @@ impl SnapshotReceiver {
         first: SnapshotChunk,
         chunks: &mut Streaming<SnapshotChunk>,
     ) -> Result<Message, Status> {
-        let incoming = self.snapshot_dir.join(format!("incoming-{from:x}.db"));
+        let incoming = self.data_dir.incoming_image(from);
         let (data, reader) = image::pipe(CHUNKS_IN_FLIGHT);
         let target = incoming.clone();
         let member_id = self.member_id.to_be_bytes();
@@ -193,29 +192,9 @@ impl SnapshotReceiver {
                 info.applied_index
             )));
         }
-        let file = snapshot_file(&self.snapshot_dir, index);
+        let file = self.data_dir.snapshot_image(index);
         std::fs::rename(&incoming, &file).map_err(|error| Status::internal(error.to_string()))?;
         tracing::info!(from = format_args!("{from:x}"), index, bytes = info.bytes, "snapshot image received");
         Ok(message)
-    }
-}
-
-/// Removes images that can no longer be installed: those for snapshots at or below `applied` (installed
-/// ones were renamed away already) and, with `half_received` (at start, when nothing is arriving),
-/// incomplete ones and a defragmentation's unfinished copy.
-pub fn remove_stale_images(dir: &Path, applied: u64, half_received: bool) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = if name.starts_with("incoming-") || name == crate::applier::DEFRAG_FILE {
-            half_received
-        } else if let Some(index) = name.strip_suffix(".snap.db") {
-            u64::from_str_radix(index, 16).is_ok_and(|index| index <= applied)
-        } else {
-            false
-        };
-        if stale {
-            let _ = std::fs::remove_file(entry.path());
-        }
     }
 }

@@ -4,7 +4,7 @@
 //! the log, defragments (which does not stall it), and releases the right. A claim expires on its own,
 //! so a member that dies while holding it blocks the others for at most `CLAIM_TTL`.
 
-use crate::grpc::Shared;
+use crate::member::Shared;
 use keel_api::keelpb::DefragClaim;
 use keel_api::keelpb::internal_request::Request;
 use keel_state::Response;

@@ -6,7 +6,7 @@
 //! Every member samples; only the leader proposes, so a new leader carries on at once.
 
 use crate::config::AutoCompaction;
-use crate::grpc::Shared;
+use crate::member::Shared;
 use keel_api::etcdserverpb::CompactionRequest;
 use keel_api::keelpb::internal_request::Request;
 use keel_state::mvcc::Reader;

@@ -4,7 +4,7 @@
 //! revision, raises a CORRUPT alarm for that member, through the log. While CORRUPT is active, the cluster
 //! refuses every write (`etcdserver: corrupt cluster`).
 
-use crate::grpc::Shared;
+use crate::member::Shared;
 use keel_api::etcdserverpb::{AlarmRequest, AlarmType, HashKvRequest, alarm_request};
 use keel_api::keelpb::internal_request::Request;
 use keel_api::keelpb::peer_client::PeerClient;

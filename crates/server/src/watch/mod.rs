@@ -6,10 +6,6 @@
 //! instead, a chunk at a time, so a slow client costs the store some reads, never unbounded memory, and
 //! never stalls writers or other watchers (etcd's synced / unsynced watcher groups).
 
-mod stream;
-
-pub use stream::run as run_stream;
-
 use keel_api::mvccpb::event::EventType;
 use keel_api::mvccpb::{Event, KeyValue};
 use keel_state::mvcc::Change;

@@ -1,12 +1,15 @@
 //! etcd's Watch service: each bidirectional stream gets its own task (see `crate::watch`).
 
 use super::Shared;
-use crate::watch::{WatchHub, run_stream};
+mod stream;
+
+use crate::watch::WatchHub;
 use keel_api::etcdserverpb::watch_server::Watch;
 use keel_api::etcdserverpb::{WatchRequest, WatchResponse};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use stream::run as run_stream;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 

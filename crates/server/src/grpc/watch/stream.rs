@@ -1,8 +1,8 @@
 //! One Watch stream: its watchers, live delivery from the hub, catch-up from the store, progress
 //! notifications, cancellation. One task per stream; nothing here is shared with other streams.
 
-use super::{EventBatch, WatchHub, event};
-use crate::grpc::Shared;
+use crate::member::Shared;
+use crate::watch::{EventBatch, WatchHub, event};
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::watch_create_request::FilterType;
 use keel_api::etcdserverpb::watch_request::RequestUnion;
