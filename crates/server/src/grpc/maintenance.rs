@@ -11,9 +11,6 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-/// The etcd API version Keel speaks; clients parse it (major.minor) to gate features.
-pub const ETCD_API_VERSION: &str = "3.5.0";
-
 pub struct MaintenanceService {
     shared: Arc<Shared>,
     applied: watch::Receiver<u64>,
@@ -47,7 +44,7 @@ impl Maintenance for MaintenanceService {
         errors.extend(alarms.iter().map(keel_state::alarm::describe));
         Ok(Response::new(StatusResponse {
             header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })),
-            version: ETCD_API_VERSION.to_string(),
+            version: keel_api::ETCD_API_VERSION.to_string(),
             db_size: self.shared.backend.file_size() as i64,
             leader: node.leader,
             raft_index: node.commit_index,
@@ -70,10 +67,8 @@ impl Maintenance for MaintenanceService {
             .map_err(|error| Status::internal(format!("keel: defragment: {error}")))?;
         *self.shared.size_in_use_cache.lock().expect("size lock") = None;
         tracing::info!(?report, "defragmented on request");
-        let revision = self.shared.read_view().map(|view| keel_state::mvcc::Reader::revision(&view))?;
-        Ok(Response::new(DefragmentResponse {
-            header: self.shared.header(Some(ResponseHeader { revision, ..Default::default() })),
-        }))
+        // etcd answers with an empty response, no header (clients' tests compare it).
+        Ok(Response::new(DefragmentResponse::default()))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {

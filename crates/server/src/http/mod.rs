@@ -25,6 +25,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .fallback(unknown)
         .with_state(shared)
 }
 
@@ -74,3 +75,30 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
     }
 }
 
+/// What no route serves. A gRPC call to a service Keel does not register (etcd's Auth, say) gets what
+/// grpc-go answers, a gRPC UNIMPLEMENTED status (HTTP 200, trailers only), not an HTTP 404 a gRPC
+/// client cannot read; anything else gets the 404.
+async fn unknown(request: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"));
+    if !grpc {
+        return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+    }
+    let path = request.uri().path().trim_start_matches('/');
+    let message = match path.split_once('/') {
+        Some((service, _)) => format!("unknown service {service}"),
+        None => format!("malformed method name: {:?}", request.uri().path()),
+    };
+    let status = tonic::Status::unimplemented(message);
+    let mut response = axum::http::Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/grpc"));
+    if let Err(error) = status.add_header(response.headers_mut()) {
+        tracing::warn!(%error, "encoding a gRPC status failed");
+    }
+    response
+}
