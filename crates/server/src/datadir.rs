@@ -6,7 +6,7 @@
 //! <data-dir>/member/snap/db.defrag     a defragmentation's compact copy while it is being built
 //! <data-dir>/member/snap/<index>.snap.db   a received snapshot image waiting to be installed
 //! <data-dir>/member/snap/incoming-<from>.db  an image still arriving from member <from>
-//! <data-dir>/bound-addresses           the addresses this member listens on (port 0 resolved), JSON
+//! <data-dir>/bound-addresses           a line per listener: role, URL asked for, address bound
 //! ```
 
 use std::path::PathBuf;

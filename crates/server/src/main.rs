@@ -36,14 +36,26 @@ mod shutdown;
 mod space;
 mod watch;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
-    let config = config::Config::parse();
-    let filter = EnvFilter::try_from_env("KEEL_LOG").unwrap_or_else(|_| EnvFilter::new(log_filter(&config.log_level)));
+    let loaded = match config::load(std::env::args_os().collect(), std::env::vars().collect()) {
+        Ok(loaded) => loaded,
+        Err(config::load::LoadError::Clap(error)) => error.exit(),
+        Err(config::load::LoadError::Refused(reasons)) => {
+            for reason in reasons {
+                eprintln!("keel: {reason}");
+            }
+            std::process::exit(2);
+        }
+    };
+    let config = loaded.config;
+    let filter = EnvFilter::try_from_env("KEEL_LOG").unwrap_or_else(|_| EnvFilter::new(config.log_filter()));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    for note in &loaded.notes {
+        tracing::warn!("{note}");
+    }
     let settings = match config.settings() {
         Ok(settings) => settings,
         Err(error) => {
@@ -51,7 +63,7 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    for warning in config.unsupported_settings() {
+    for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("keel").build()?;
@@ -64,16 +76,6 @@ fn main() -> anyhow::Result<()> {
         });
         serve::run(settings, shutdown).await
     })
-}
-
-/// etcd's levels; raft-rs's own chatter is kept at warn unless debugging.
-fn log_filter(level: &str) -> String {
-    let level = match level {
-        "debug" | "info" | "warn" | "error" => level,
-        "panic" | "fatal" => "error",
-        _ => "info",
-    };
-    if level == "debug" { "debug".into() } else { format!("{level},raft=warn") }
 }
 
 async fn signal() {

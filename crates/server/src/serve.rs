@@ -82,6 +82,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
             snapshot_count: settings.snapshot_count,
             data_dir: data_dir.clone(),
             catch_up_entries: if single_voter { 0 } else { settings.snapshot_catchup_entries },
+            warning_apply_duration: settings.warning_apply_duration,
         },
         shutdown: shutdown.clone(),
     });
@@ -162,7 +163,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     ));
     duties.spawn(crate::space::compactor::run(settings.auto_compaction, shared.clone()));
     duties.spawn(crate::metrics::latency::watch_disk());
-    for listener in listeners.metrics {
+    for listener in listeners.http {
         let routes = crate::http::routes(shared.clone());
         duties.spawn(async move {
             if let Err(error) = axum::serve(listener, routes).await {
@@ -220,14 +221,15 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
 struct Listeners {
     client: Vec<(url::Url, TcpListener)>,
     peer: Vec<TcpListener>,
-    metrics: Vec<TcpListener>,
+    /// Plain HTTP: --listen-metrics-urls and --listen-client-http-urls.
+    http: Vec<TcpListener>,
     /// (role, requested URL, bound address), for the report.
     bound: Vec<(&'static str, String, SocketAddr)>,
 }
 
 impl Listeners {
     async fn bind(settings: &Settings) -> anyhow::Result<Self> {
-        let mut listeners = Listeners { client: Vec::new(), peer: Vec::new(), metrics: Vec::new(), bound: Vec::new() };
+        let mut listeners = Listeners { client: Vec::new(), peer: Vec::new(), http: Vec::new(), bound: Vec::new() };
         for url in &settings.listen_peer_urls {
             let listener = listen(url, "listen-peer-urls", "listening for peers").await?;
             listeners.bound.push(("peer", url_text(url), listener.local_addr()?));
@@ -241,7 +243,12 @@ impl Listeners {
         for url in &settings.listen_metrics_urls {
             let listener = listen(url, "listen-metrics-urls", "serving /metrics and /health").await?;
             listeners.bound.push(("metrics", url_text(url), listener.local_addr()?));
-            listeners.metrics.push(listener);
+            listeners.http.push(listener);
+        }
+        for url in &settings.listen_client_http_urls {
+            let listener = listen(url, "listen-client-http-urls", "serving HTTP (/health, /metrics)").await?;
+            listeners.bound.push(("client-http", url_text(url), listener.local_addr()?));
+            listeners.http.push(listener);
         }
         Ok(listeners)
     }
@@ -342,6 +349,9 @@ async fn serve(
         // HTTP/1.1 too, for /health, /livez and /readyz next to the gRPC services (as etcd's client port).
         let router = tonic::transport::Server::builder()
             .accept_http1(true)
+            .max_concurrent_streams(Some(settings.max_concurrent_streams))
+            .http2_keepalive_interval(settings.grpc_keepalive_interval)
+            .http2_keepalive_timeout(Some(settings.grpc_keepalive_timeout))
             .layer(crate::metrics::grpc::GrpcMetricsLayer)
             .add_routes(tonic::service::Routes::from(crate::http::routes(shared.clone())))
             .add_service(

@@ -29,8 +29,6 @@ use tokio::sync::watch;
 const APPLY_QUEUE: usize = 1024;
 /// How often a backend commit is made durable (etcd's backend batch interval is 100 ms).
 const DURABLE_INTERVAL: Duration = Duration::from_millis(100);
-/// etcd's warning threshold for applying one request.
-const SLOW_APPLY: Duration = Duration::from_millis(100);
 
 /// Counters of the disk work, shared with Status and the logs.
 #[derive(Debug, Default)]
@@ -139,6 +137,8 @@ pub struct ApplierSettings {
     pub data_dir: DataDir,
     /// Entries kept behind the compaction point for lagging followers (none with a single voter).
     pub catch_up_entries: u64,
+    /// `--experimental-warning-apply-duration`: slower applies are counted and logged.
+    pub warning_apply_duration: Duration,
 }
 
 /// What the applier thread is made of.
@@ -300,13 +300,14 @@ impl Applier {
             crate::metrics::get().backend_commit.observe(outcome.commit_duration.as_secs_f64());
             crate::metrics::latency::BACKEND_COMMIT.record(outcome.commit_duration);
         }
-        if took > SLOW_APPLY {
+        if took > self.settings.warning_apply_duration {
             crate::metrics::get().slow_apply.inc();
             tracing::warn!(
                 took_ms = took.as_millis() as u64,
                 entries = entries.len(),
                 durable,
-                "applying committed entries took too long (etcd warns above 100 ms)"
+                limit_ms = self.settings.warning_apply_duration.as_millis() as u64,
+                "applying committed entries took too long (--experimental-warning-apply-duration)"
             );
         } else if took > Duration::from_millis(10) {
             tracing::debug!(took_ms = took.as_millis() as u64, entries = entries.len(), durable, "slow apply batch");

@@ -1,4 +1,14 @@
-//! etcd's flags and their `ETCD_*` environment variables, with etcd's defaults.
+//! etcd's flags, their `ETCD_*` environment variables and etcd's YAML configuration file, with etcd's
+//! defaults: [`Config`] holds the flags Keel implements, typed (URL lists, Go durations, enums);
+//! [`foreign`] the etcd flags it does not; [`load`] reads the sources with etcd's precedence; [`Settings`]
+//! is the checked result the member uses.
+
+mod duration;
+pub mod foreign;
+pub mod load;
+
+pub use duration::GoDuration;
+pub use load::load;
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -6,101 +16,162 @@ use std::time::Duration;
 use url::Url;
 
 /// Keel: an etcd v3 compatible, strongly consistent key-value store.
+///
+/// Takes etcd's flags (`--flag value`, `--flag=value` or Go's `-flag value`), their `ETCD_*` environment
+/// variables, and etcd's YAML configuration file (`--config-file`). etcd flags Keel does not implement
+/// are accepted with a log line saying they have no effect, or refused with the reason (see
+/// `config::foreign` and the README's table).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "keel", version, about)]
 pub struct Config {
+    /// Path to etcd's YAML server configuration file; other flags and ETCD_* variables are then ignored, as
+    /// etcd does.
+    #[arg(long)]
+    pub config_file: Option<PathBuf>,
     /// Human-readable name for this member.
-    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    #[arg(long, default_value = "default")]
     pub name: String,
     /// Path to the data directory [default: <name>.keel].
-    #[arg(long, env = "ETCD_DATA_DIR")]
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Path to the dedicated WAL directory [default: <data-dir>/member/wal].
-    #[arg(long, env = "ETCD_WAL_DIR")]
+    /// Path to the dedicated WAL directory [default: <data-dir>/member/wal]: put the log on its own disk.
+    #[arg(long)]
     pub wal_dir: Option<PathBuf>,
     /// URLs to listen on for client traffic (comma-separated).
-    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
-    pub listen_client_urls: String,
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub listen_client_urls: UrlList,
+    /// More URLs to serve only HTTP on (/health, /metrics), not gRPC (comma-separated).
+    #[arg(long)]
+    pub listen_client_http_urls: Option<UrlList>,
     /// Client URLs of this member as advertised to the rest of the cluster and to clients.
-    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
-    pub advertise_client_urls: String,
+    #[arg(long, default_value = "http://localhost:2379")]
+    pub advertise_client_urls: UrlList,
     /// URLs to listen on for peer traffic.
-    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
-    pub listen_peer_urls: String,
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub listen_peer_urls: UrlList,
     /// Peer URLs of this member as advertised to the rest of the cluster.
-    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
-    pub initial_advertise_peer_urls: String,
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: UrlList,
     /// Initial cluster configuration for bootstrapping: name=peerURL,... [default: <name>=<initial-advertise-peer-urls>].
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    #[arg(long)]
     pub initial_cluster: Option<String>,
     /// Initial cluster state ('new' or 'existing').
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
-    pub initial_cluster_state: String,
+    #[arg(long, value_enum, default_value = "new")]
+    pub initial_cluster_state: ClusterState,
     /// Initial cluster token, part of the member and cluster ids.
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    #[arg(long, default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
     /// Backend quota in bytes before the NOSPACE alarm (0 = etcd's default, 2 GiB; negative disables it).
-    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub quota_backend_bytes: i64,
     /// Auto compaction mode: 'periodic' or 'revision'.
-    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
-    pub auto_compaction_mode: String,
+    #[arg(long, value_enum, default_value = "periodic")]
+    pub auto_compaction_mode: CompactionMode,
     /// Auto compaction retention (e.g. '1h' for periodic, '1000' for revision; '0' disables).
-    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    #[arg(long, default_value = "0")]
     pub auto_compaction_retention: String,
     /// Keel: how often the revision-mode auto-compactor looks at the revision (etcd: fixed 5m).
-    #[arg(long, env = "KEEL_AUTO_COMPACTION_CHECK_INTERVAL", default_value = "5m")]
-    pub auto_compaction_check_interval: String,
+    #[arg(long, default_value = "5m")]
+    pub auto_compaction_check_interval: GoDuration,
     /// Keel: defragment by itself, one member of the cluster at a time, when the file is over this share of
     /// the quota or this share of the file is free (0 = off). E.g. 0.8.
-    #[arg(long, env = "KEEL_AUTO_DEFRAG_THRESHOLD", default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0)]
     pub auto_defrag_threshold: f64,
     /// Keel: how often a member checks whether it should defragment by itself.
-    #[arg(long, env = "KEEL_AUTO_DEFRAG_CHECK_INTERVAL", default_value = "1m")]
-    pub auto_defrag_check_interval: String,
+    #[arg(long, default_value = "1m")]
+    pub auto_defrag_check_interval: GoDuration,
     /// How often the leader compares its members' HashKV and raises CORRUPT on a mismatch (0s = off).
-    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s")]
-    pub experimental_corrupt_check_time: String,
+    #[arg(long, default_value = "0s")]
+    pub experimental_corrupt_check_time: GoDuration,
     /// Time (in milliseconds) of a heartbeat interval.
-    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    #[arg(long, default_value_t = 100)]
     pub heartbeat_interval: u64,
     /// Time (in milliseconds) for an election to timeout.
-    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000)]
     pub election_timeout: u64,
     /// Number of committed entries between two compactions of the Raft log.
-    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
     /// Entries a member keeps in its Raft log behind each compaction, for slow followers; a follower
     /// further behind is sent a snapshot.
-    #[arg(long, env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000)]
     pub experimental_snapshot_catchup_entries: u64,
     /// Maximum client request size in bytes the server will accept.
-    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    #[arg(long, default_value_t = 1_572_864)]
     pub max_request_bytes: u32,
     /// Maximum number of operations permitted in a transaction.
-    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    #[arg(long, default_value_t = 128)]
     pub max_txn_ops: u32,
+    /// Maximum concurrent streams that each client connection can have.
+    #[arg(long, default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
+    /// How often the server pings an idle client connection (0s = never).
+    #[arg(long, default_value = "2h")]
+    pub grpc_keepalive_interval: GoDuration,
+    /// How long the server waits for a ping's answer before closing the connection.
+    #[arg(long, default_value = "20s")]
+    pub grpc_keepalive_timeout: GoDuration,
     /// Interval of the progress notifications watchers ask for (etcd's experimental flag), e.g. '10m', '5s'.
-    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m")]
-    pub experimental_watch_progress_notify_interval: String,
+    #[arg(long, default_value = "10m")]
+    pub experimental_watch_progress_notify_interval: GoDuration,
     /// How often the leader checkpoints leases' remaining TTLs into the log, e.g. '5m'.
-    #[arg(long, env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m")]
-    pub experimental_lease_checkpoint_interval: String,
+    #[arg(long, default_value = "5m")]
+    pub experimental_lease_checkpoint_interval: GoDuration,
+    /// Applies slower than this are counted and logged as slow.
+    #[arg(long, default_value = "100ms")]
+    pub experimental_warning_apply_duration: GoDuration,
     /// More URLs to serve /metrics and /health on, plain HTTP (comma-separated; the client port serves
     /// them too).
-    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
-    pub listen_metrics_urls: Option<String>,
+    #[arg(long)]
+    pub listen_metrics_urls: Option<UrlList>,
     /// Test only: a delay added to every WAL fsync, to see how a slow disk is reported (e.g. '20ms').
-    #[arg(long, env = "KEEL_TEST_WAL_FSYNC_DELAY", default_value = "0s", hide = true)]
-    pub test_wal_fsync_delay: String,
+    #[arg(long, default_value = "0s", hide = true)]
+    pub test_wal_fsync_delay: GoDuration,
     /// Test only, and UNSAFE: serve linearizable reads from the local store without a ReadIndex round (a
     /// deliberately broken build for the fault-injection suite to catch). Refused unless the environment
     /// has KEEL_ALLOW_UNSAFE_TEST_FLAGS=1.
     #[arg(long, hide = true)]
     pub test_unsafe_local_reads: bool,
-    /// Log level: debug, info, warn, error.
-    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    /// Log level: debug, info, warn, error, panic, fatal.
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+    /// etcd 3.4's way to say --log-level=debug.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = clap::ArgAction::Set)]
+    pub debug: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum CompactionMode {
+    Periodic,
+    Revision,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Panic,
+    Fatal,
+}
+
+impl LogLevel {
+    /// The tracing filter for this level; raft-rs's own chatter is kept at warn unless debugging.
+    pub fn filter(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info,raft=warn",
+            LogLevel::Warn => "warn",
+            LogLevel::Error | LogLevel::Panic | LogLevel::Fatal => "error",
+        }
+    }
 }
 
 /// The configuration after checks, in the shapes the member uses.
@@ -113,6 +184,8 @@ pub struct Settings {
     /// `--wal-dir`: the Raft log apart from the data dir.
     pub wal_dir: Option<PathBuf>,
     pub listen_client_urls: Vec<Url>,
+    /// `--listen-client-http-urls`: HTTP only (health, metrics).
+    pub listen_client_http_urls: Vec<Url>,
     pub advertise_client_urls: Vec<Url>,
     pub advertise_peer_urls: Vec<Url>,
     pub listen_peer_urls: Vec<Url>,
@@ -127,10 +200,16 @@ pub struct Settings {
     pub quota_backend_bytes: Option<u64>,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    pub max_concurrent_streams: u32,
+    /// Server pings of idle client connections; None = never.
+    pub grpc_keepalive_interval: Option<Duration>,
+    pub grpc_keepalive_timeout: Duration,
     /// How long a client request may wait for its result (etcd: 5 s + 2 election timeouts).
     pub request_timeout: Duration,
     pub watch_progress_interval: Duration,
     pub lease_checkpoint_interval: Duration,
+    /// Applies slower than this are counted and logged.
+    pub warning_apply_duration: Duration,
     pub auto_compaction: AutoCompaction,
     /// Share of the quota, or of the file free, above which a member defragments itself; None = off.
     pub auto_defrag_threshold: Option<f64>,
@@ -170,30 +249,44 @@ fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { flag, reason: reason.into() }
 }
 
-/// Parses a comma-separated URL list the way etcd does: http(s)://host:port, no path.
-pub fn parse_urls(flag: &'static str, value: &str) -> Result<Vec<Url>, ConfigError> {
+/// A flag's list of URLs, checked as etcd checks them: http(s)://host:port, no path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UrlList(pub Vec<Url>);
+
+impl std::str::FromStr for UrlList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_url_list(text).map(UrlList)
+    }
+}
+
+fn parse_url_list(value: &str) -> Result<Vec<Url>, String> {
     let mut urls = Vec::new();
     for part in value.split(',').map(str::trim).filter(|part| !part.is_empty()) {
-        let url = Url::parse(part).map_err(|error| invalid(flag, format!("{part:?} is not a URL: {error}")))?;
+        let url = Url::parse(part).map_err(|error| format!("{part:?} is not a URL: {error}"))?;
         match url.scheme() {
             "http" => {}
-            "https" => {
-                return Err(ConfigError::NotSupported { flag, what: format!("{part}: TLS (https) arrives later") });
-            }
-            other => return Err(invalid(flag, format!("{part}: URL scheme must be http or https, not {other}"))),
+            "https" => return Err(format!("{part}: https needs TLS, which is not supported by Keel yet")),
+            other => return Err(format!("{part}: URL scheme must be http or https, not {other}")),
         }
         if url.host_str().is_none() || url.port().is_none() {
-            return Err(invalid(flag, format!("{part}: URL must name a host and a port, as http://127.0.0.1:2379")));
+            return Err(format!("{part}: URL must name a host and a port, as http://127.0.0.1:2379"));
         }
         if url.path() != "/" && !url.path().is_empty() {
-            return Err(invalid(flag, format!("{part}: URL must not have a path")));
+            return Err(format!("{part}: URL must not have a path"));
         }
         urls.push(url);
     }
     if urls.is_empty() {
-        return Err(invalid(flag, "at least one URL is required"));
+        return Err("at least one URL is required".to_string());
     }
     Ok(urls)
+}
+
+/// Parses a comma-separated URL list for `--{flag}`.
+pub fn parse_urls(flag: &'static str, value: &str) -> Result<Vec<Url>, ConfigError> {
+    parse_url_list(value).map_err(|reason| invalid(flag, reason))
 }
 
 /// etcd's text form of a URL (no trailing slash), as used in member ids and member lists.
@@ -203,6 +296,9 @@ pub fn url_text(url: &Url) -> String {
 
 impl Config {
     pub fn settings(&self) -> Result<Settings, ConfigError> {
+        if self.heartbeat_interval == 0 {
+            return Err(invalid("heartbeat-interval", "must be positive"));
+        }
         if self.election_timeout < 5 * self.heartbeat_interval {
             return Err(invalid(
                 "election-timeout",
@@ -212,26 +308,22 @@ impl Config {
                 ),
             ));
         }
-        if self.heartbeat_interval == 0 {
-            return Err(invalid("heartbeat-interval", "must be positive"));
-        }
-        if self.initial_cluster_state != "new" {
+        if self.initial_cluster_state != ClusterState::New {
             return Err(ConfigError::NotSupported {
                 flag: "initial-cluster-state",
-                what: format!(
-                    "{:?}: joining an existing cluster arrives with the cluster work",
-                    self.initial_cluster_state
-                ),
+                what: "\"existing\": joining an existing cluster arrives with membership changes".to_string(),
             });
         }
         if self.snapshot_count == 0 {
             return Err(invalid("snapshot-count", "must be positive"));
         }
-        self.check_later_flags()?;
-        let advertise_peer_urls = parse_urls("initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
+        if !(0.0..=1.0).contains(&self.auto_defrag_threshold) {
+            return Err(invalid("auto-defrag-threshold", "must be a ratio between 0 (off) and 1, e.g. 0.8"));
+        }
+        let advertise_peer_urls = self.initial_advertise_peer_urls.0.clone();
         let initial_cluster = match &self.initial_cluster {
-            Some(text) => parse_initial_cluster(text)?,
-            None => vec![(self.name.clone(), advertise_peer_urls.clone())],
+            Some(text) if !text.trim().is_empty() => parse_initial_cluster(text)?,
+            _ => vec![(self.name.clone(), advertise_peer_urls.clone())],
         };
         let Some((_, own_urls)) = initial_cluster.iter().find(|(name, _)| *name == self.name) else {
             return Err(invalid("initial-cluster", format!("it has no member named {:?} (--name)", self.name)));
@@ -252,15 +344,23 @@ impl Config {
         check_reachable(&initial_cluster)?;
         let election_ticks = (self.election_timeout / self.heartbeat_interval) as usize;
         let election = Duration::from_millis(self.election_timeout);
+        let positive = |flag: &'static str, duration: GoDuration| {
+            if duration.0.is_zero() { Err(invalid(flag, "must be positive")) } else { Ok(duration.0) }
+        };
+        let data_dir = match &self.data_dir {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.clone(),
+            _ => PathBuf::from(format!("{}.keel", self.name)),
+        };
         Ok(Settings {
             name: self.name.clone(),
             election_timeout: election,
-            data_dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.keel", self.name))),
+            data_dir,
             wal_dir: self.wal_dir.clone().filter(|dir| !dir.as_os_str().is_empty()),
-            listen_client_urls: parse_urls("listen-client-urls", &self.listen_client_urls)?,
-            advertise_client_urls: parse_urls("advertise-client-urls", &self.advertise_client_urls)?,
+            listen_client_urls: self.listen_client_urls.0.clone(),
+            listen_client_http_urls: self.listen_client_http_urls.clone().map(|urls| urls.0).unwrap_or_default(),
+            advertise_client_urls: self.advertise_client_urls.0.clone(),
             advertise_peer_urls,
-            listen_peer_urls: parse_urls("listen-peer-urls", &self.listen_peer_urls)?,
+            listen_peer_urls: self.listen_peer_urls.0.clone(),
             initial_cluster,
             initial_cluster_token: self.initial_cluster_token.clone(),
             tick_interval: Duration::from_millis(self.heartbeat_interval),
@@ -274,37 +374,39 @@ impl Config {
             },
             max_request_bytes: self.max_request_bytes as usize,
             max_txn_ops: self.max_txn_ops as usize,
+            max_concurrent_streams: self.max_concurrent_streams.max(1),
+            grpc_keepalive_interval: Some(self.grpc_keepalive_interval.0).filter(|interval| !interval.is_zero()),
+            grpc_keepalive_timeout: positive("grpc-keepalive-timeout", self.grpc_keepalive_timeout)?,
             request_timeout: Duration::from_secs(5) + 2 * election,
-            watch_progress_interval: parse_duration(
+            watch_progress_interval: positive(
                 "experimental-watch-progress-notify-interval",
-                &self.experimental_watch_progress_notify_interval,
+                self.experimental_watch_progress_notify_interval,
             )?,
-            lease_checkpoint_interval: parse_duration(
+            lease_checkpoint_interval: positive(
                 "experimental-lease-checkpoint-interval",
-                &self.experimental_lease_checkpoint_interval,
+                self.experimental_lease_checkpoint_interval,
+            )?,
+            warning_apply_duration: positive(
+                "experimental-warning-apply-duration",
+                self.experimental_warning_apply_duration,
             )?,
             auto_compaction: self.auto_compaction()?,
             auto_defrag_threshold: (self.auto_defrag_threshold > 0.0).then_some(self.auto_defrag_threshold),
-            auto_defrag_check_interval: parse_duration("auto-defrag-check-interval", &self.auto_defrag_check_interval)?,
-            corrupt_check_interval: match self.experimental_corrupt_check_time.trim() {
-                "0" | "0s" | "" => None,
-                text => Some(parse_duration("experimental-corrupt-check-time", text)?),
-            },
-            listen_metrics_urls: match &self.listen_metrics_urls {
-                Some(text) if !text.trim().is_empty() => parse_urls("listen-metrics-urls", text)?,
-                _ => Vec::new(),
-            },
+            auto_defrag_check_interval: positive("auto-defrag-check-interval", self.auto_defrag_check_interval)?,
+            corrupt_check_interval: Some(self.experimental_corrupt_check_time.0).filter(|every| !every.is_zero()),
+            listen_metrics_urls: self.listen_metrics_urls.clone().map(|urls| urls.0).unwrap_or_default(),
             unsafe_local_reads: self.unsafe_local_reads()?,
-            wal_fsync_delay: match self.test_wal_fsync_delay.trim() {
-                "0" | "0s" | "" => Duration::ZERO,
-                text => parse_duration("test-wal-fsync-delay", text)?,
-            },
+            wal_fsync_delay: self.test_wal_fsync_delay.0,
         })
     }
 
-    /// Flags whose behaviour later work brings: accepted, and reported loudly at start (never silently
-    /// ignored). Returns one warning per such flag that is set.
-    pub fn unsupported_settings(&self) -> Vec<String> {
+    /// The log filter `--log-level` (or `--debug`) asks for.
+    pub fn log_filter(&self) -> &'static str {
+        if self.debug { LogLevel::Debug.filter() } else { self.log_level.filter() }
+    }
+
+    /// Settings that work but deserve a loud word at start.
+    pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if self.quota_backend_bytes > MAX_QUOTA_BYTES {
             warnings.push(format!(
@@ -329,17 +431,22 @@ impl Config {
             return Ok(AutoCompaction::Off);
         }
         let flag = "auto-compaction-retention";
-        match self.auto_compaction_mode.as_str() {
-            "periodic" => match retention.parse::<u64>() {
+        match self.auto_compaction_mode {
+            CompactionMode::Periodic => match retention.parse::<u64>() {
                 Ok(hours) => Ok(AutoCompaction::Periodic(Duration::from_secs(hours * 3600))),
-                Err(_) => Ok(AutoCompaction::Periodic(parse_duration(flag, retention)?)),
+                Err(_) => match duration::parse(retention) {
+                    Ok(keep) if !keep.is_zero() => Ok(AutoCompaction::Periodic(keep)),
+                    Ok(_) => Ok(AutoCompaction::Off),
+                    Err(reason) => Err(invalid(flag, reason)),
+                },
             },
-            _ => {
+            CompactionMode::Revision => {
                 let keep = retention.parse::<i64>().ok().filter(|keep| *keep > 0).ok_or_else(|| {
                     invalid(flag, format!("{retention:?}: revision mode keeps a positive number of revisions"))
                 })?;
-                let check_interval =
-                    parse_duration("auto-compaction-check-interval", &self.auto_compaction_check_interval)?;
+                let check_interval = Some(self.auto_compaction_check_interval.0)
+                    .filter(|every| !every.is_zero())
+                    .ok_or_else(|| invalid("auto-compaction-check-interval", "must be positive"))?;
                 Ok(AutoCompaction::Revision { keep, check_interval })
             }
         }
@@ -353,19 +460,6 @@ impl Config {
             ));
         }
         Ok(self.test_unsafe_local_reads)
-    }
-
-    fn check_later_flags(&self) -> Result<(), ConfigError> {
-        if !(0.0..=1.0).contains(&self.auto_defrag_threshold) {
-            return Err(invalid("auto-defrag-threshold", "must be a ratio between 0 (off) and 1, e.g. 0.8"));
-        }
-        if !matches!(self.auto_compaction_mode.as_str(), "periodic" | "revision") {
-            return Err(invalid(
-                "auto-compaction-mode",
-                format!("{:?}: must be 'periodic' or 'revision'", self.auto_compaction_mode),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -413,26 +507,6 @@ fn check_reachable(members: &[(String, Vec<Url>)]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A Go-style duration: a number and a unit (`ms`, `s`, `m`, `h`), e.g. `10m`, `1.5s`, `100ms`.
-pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 =
-        number.parse().map_err(|_| invalid(flag, format!("{text:?} is not a duration like 10m or 5s")))?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(invalid(flag, format!("{text:?}: the unit must be ms, s, m or h"))),
-    };
-    if seconds <= 0.0 {
-        return Err(invalid(flag, "must be positive"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
 /// `name=url,name=url2,other=url3`: a name may appear several times, once per URL.
 pub fn parse_initial_cluster(text: &str) -> Result<Vec<(String, Vec<Url>)>, ConfigError> {
     let mut members: Vec<(String, Vec<Url>)> = Vec::new();
@@ -457,7 +531,7 @@ mod tests {
     use super::*;
 
     fn parse(arguments: &[&str]) -> Config {
-        Config::parse_from(std::iter::once("keel").chain(arguments.iter().copied()))
+        Config::try_parse_from(std::iter::once("keel").chain(arguments.iter().copied())).unwrap()
     }
 
     #[test]
@@ -477,7 +551,7 @@ mod tests {
         let settings = config.settings().unwrap();
         assert_eq!(settings.quota_backend_bytes, Some(16 * 1024 * 1024));
         assert_eq!(settings.auto_compaction, AutoCompaction::Periodic(Duration::from_secs(3600)));
-        assert!(config.unsupported_settings().is_empty());
+        assert!(config.warnings().is_empty());
         let hours = parse(&["--auto-compaction-retention", "2"]).settings().unwrap().auto_compaction;
         assert_eq!(hours, AutoCompaction::Periodic(Duration::from_secs(7200)));
         let revisions = parse(&["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000"]);
@@ -487,8 +561,8 @@ mod tests {
         assert_eq!(parse(&[]).settings().unwrap().quota_backend_bytes, Some(2 * 1024 * 1024 * 1024));
         let disabled = parse(&["--quota-backend-bytes", "-1"]);
         assert_eq!(disabled.settings().unwrap().quota_backend_bytes, None);
-        assert!(disabled.unsupported_settings()[0].contains("DISABLED"));
-        assert!(parse(&[]).unsupported_settings().is_empty());
+        assert!(disabled.warnings()[0].contains("DISABLED"));
+        assert!(parse(&[]).warnings().is_empty());
     }
 
     #[test]
@@ -507,8 +581,6 @@ mod tests {
     fn bad_values_are_explained() {
         let error = parse(&["--election-timeout", "200"]).settings().unwrap_err();
         assert!(error.to_string().contains("at least 5 times"), "{error}");
-        let error = parse(&["--listen-client-urls", "127.0.0.1:2379"]).settings().unwrap_err();
-        assert!(error.to_string().contains("listen-client-urls"), "{error}");
         let error = parse(&["--name", "a", "--initial-cluster", "b=http://127.0.0.1:2380"]).settings().unwrap_err();
         assert!(error.to_string().contains("no member named"), "{error}");
     }
