@@ -31,4 +31,7 @@ fi
 
 # One build, run once: incremental-compilation caches would only take disk (about 2 GB).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# The gate: one format (rustfmt.toml) and no clippy warning, before any test runs.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 exec cargo test --workspace --locked "$@"

@@ -225,16 +225,11 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut entry = Entry::default();
-        entry.index = index;
-        entry.term = term;
-        entry.data = vec![7u8; 200].into();
-        entry
+        Entry { index, term, data: vec![7u8; 200].into(), ..Default::default() }
     }
 
     fn bootstrap(applied_index: u64) -> Bootstrap {
-        let mut conf_state = ConfState::default();
-        conf_state.voters = vec![1];
+        let conf_state = ConfState { voters: vec![1], ..Default::default() };
         Bootstrap { conf_state, applied_index }
     }
 
@@ -253,9 +248,7 @@ mod tests {
         for index in 1..=400 {
             store.append(&[entry(index, 1 + index / 100)]).unwrap();
             if index % 10 == 0 {
-                let mut hard_state = HardState::default();
-                hard_state.term = 1 + index / 100;
-                hard_state.commit = index;
+                let hard_state = HardState { term: 1 + index / 100, commit: index, ..Default::default() };
                 store.set_hard_state(&hard_state).unwrap();
                 store.sync().unwrap();
             }
@@ -333,9 +326,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = LogStore::open(dir.path(), WalOptions::default(), &bootstrap(0)).unwrap();
         store.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
-        let mut hard_state = HardState::default();
-        hard_state.term = 1;
-        hard_state.commit = 1;
+        let hard_state = HardState { term: 1, commit: 1, ..Default::default() };
         store.set_hard_state(&hard_state).unwrap();
         store.sync().unwrap();
         drop(store);

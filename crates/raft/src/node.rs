@@ -352,10 +352,10 @@ impl<T: Transport, O: Outbox> Node<T, O> {
         if let Some(hard_state) = ready.hs() {
             self.log.set_hard_state(hard_state)?;
         }
-        if appended > 0 || ready.must_sync() {
-            if let Some(stats) = self.log.sync()? {
-                self.outbox.synced(&stats, appended);
-            }
+        if (appended > 0 || ready.must_sync())
+            && let Some(stats) = self.log.sync()?
+        {
+            self.outbox.synced(&stats, appended);
         }
         if !ready.persisted_messages().is_empty() {
             self.transport.send(ready.take_persisted_messages());

@@ -24,10 +24,11 @@ async fn leader(cluster: &Cluster) -> usize {
             if member.child.is_none() {
                 continue;
             }
-            if let Ok(status) = client(&member.endpoint).await.status().await {
-                if status.leader() != 0 && status.leader() == status.header().unwrap().member_id() {
-                    return index;
-                }
+            if let Ok(status) = client(&member.endpoint).await.status().await
+                && status.leader() != 0
+                && status.leader() == status.header().unwrap().member_id()
+            {
+                return index;
             }
         }
         assert!(Instant::now() < deadline, "no leader elected");

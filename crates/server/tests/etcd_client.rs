@@ -191,7 +191,7 @@ async fn status_and_member_list_describe_the_member() {
     let members = client.member_list().await.unwrap();
     let member = &members.members()[0];
     assert_eq!((member.id(), member.name()), (member_id, "keel-test"));
-    assert_eq!(member.client_urls(), [server.endpoint.clone()]);
+    assert_eq!(member.client_urls(), std::slice::from_ref(&server.endpoint));
     assert_eq!(member.peer_urls(), [format!("http://127.0.0.1:{}", server.peer_port)]);
 }
 

@@ -117,7 +117,7 @@ async fn keep_alive_holds_a_key_past_its_ttl() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(client.get("kept", None).await.unwrap().count(), 0, "gone once keep-alives stopped");
     // The server answers a keep-alive of an expired lease with TTL 0, which the client reports as gone.
-    let error = client.lease_keep_alive(lease.id()).await.err().expect("keep-alive of an expired lease");
+    let error = client.lease_keep_alive(lease.id()).await.expect_err("keep-alive of an expired lease");
     assert!(matches!(error, etcd_client::Error::LeaseKeepAliveError(_)), "{error:?}");
 }
 

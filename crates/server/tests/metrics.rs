@@ -273,11 +273,10 @@ fn undeclared_samples(text: &str) -> Vec<String> {
         }
         let name = line.split(['{', ' ']).next().unwrap_or("");
         let suffix = name.strip_prefix(family.0);
-        let belongs = match (suffix, family.1) {
-            (Some(""), _) => true,
-            (Some("_bucket" | "_sum" | "_count"), "histogram") | (Some("_sum" | "_count"), "summary") => true,
-            _ => false,
-        };
+        let belongs = matches!(
+            (suffix, family.1),
+            (Some(""), _) | (Some("_bucket" | "_sum" | "_count"), "histogram") | (Some("_sum" | "_count"), "summary")
+        );
         if !belongs {
             stray.push(line.to_string());
         }

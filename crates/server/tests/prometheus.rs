@@ -159,7 +159,7 @@ fn alert_rules_pass_promtool_and_the_dashboard_is_current() {
     let dir = repository().join("observability");
     let promtool = which("promtool");
     for arguments in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]] {
-        let output = Command::new(&promtool).args(&arguments).current_dir(dir.join("prometheus")).output().unwrap();
+        let output = Command::new(&promtool).args(arguments).current_dir(dir.join("prometheus")).output().unwrap();
         assert!(
             output.status.success(),
             "promtool {arguments:?}:\n{}{}",

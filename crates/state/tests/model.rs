@@ -146,7 +146,7 @@ impl Store {
         self.next_index += 1;
         let data = InternalRequest { id: self.next_index, request: Some(request) }.encode_to_vec();
         let entry = Entry { index: self.next_index, term: 1, data: &data };
-        let mut outcome = self.machine.apply(&[entry], self.next_index % 3 == 0).expect("apply");
+        let mut outcome = self.machine.apply(&[entry], self.next_index.is_multiple_of(3)).expect("apply");
         outcome.applied.pop().expect("one outcome").result
     }
     fn reopen(&mut self) {

@@ -287,13 +287,13 @@ impl Applier {
         let durable = self.last_durable.elapsed() >= DURABLE_INTERVAL;
         let started = Instant::now();
         let outcome = self.machine.apply(&entries, durable)?;
-        if let Some(defrag) = &mut self.defrag {
-            if !defrag.record(batch) {
-                self.defrag
-                    .take()
-                    .expect("checked")
-                    .abort("too many writes arrived during the copy; defragment again when the load is lower");
-            }
+        if let Some(defrag) = &mut self.defrag
+            && !defrag.record(batch)
+        {
+            self.defrag
+                .take()
+                .expect("checked")
+                .abort("too many writes arrived during the copy; defragment again when the load is lower");
         }
         let took = started.elapsed();
         if durable {

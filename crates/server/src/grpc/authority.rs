@@ -176,11 +176,11 @@ impl<S> AuthorityRewrite<S> {
             self.decoder.decode(&block.fragment).map_err(|error| malformed(&format!("HPACK: {error:?}")))?;
         let mut rewritten = false;
         for (name, value) in &mut headers {
-            if name.as_slice() == b":authority" {
-                if let Some(stripped) = strip_scheme(value) {
-                    *value = stripped;
-                    rewritten = true;
-                }
+            if name.as_slice() == b":authority"
+                && let Some(stripped) = strip_scheme(value)
+            {
+                *value = stripped;
+                rewritten = true;
             }
         }
         if self.mode == Mode::Undecided {

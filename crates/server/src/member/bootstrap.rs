@@ -115,7 +115,7 @@ fn open_log(
     loop {
         let conf_state = conf_state_of(machine, member)?;
         let bootstrap = Bootstrap { conf_state: conf_state.clone(), applied_index: machine.state().index };
-        match LogStore::open(&wal_dir, options.clone(), &bootstrap) {
+        match LogStore::open(&wal_dir, options, &bootstrap) {
             Ok((log, recovered)) => return Ok((log, recovered, conf_state)),
             Err(LogError::AppliedBeforeLog { applied, first }) if !installed => {
                 let image = data_dir.snapshot_image(first - 1);

@@ -96,10 +96,10 @@ impl Shared {
 
     /// etcd's `dbSizeInUse`, measured on demand and reused for a while (Status and /metrics share it).
     pub async fn size_in_use(&self) -> i64 {
-        if let Some((measured_at, bytes)) = *self.size_in_use_cache.lock().expect("size lock") {
-            if measured_at.elapsed() < SIZE_IN_USE_REUSE {
-                return bytes;
-            }
+        if let Some((measured_at, bytes)) = *self.size_in_use_cache.lock().expect("size lock")
+            && measured_at.elapsed() < SIZE_IN_USE_REUSE
+        {
+            return bytes;
         }
         let backend = self.backend.clone();
         match tokio::task::spawn_blocking(move || backend.size_in_use()).await {

@@ -201,9 +201,9 @@ fn apply_request(
             mvcc::check_put(view, &put).and_then(|()| mvcc::apply_put(view, &put).map(Response::Put))
         }
         Some(Request::DeleteRange(delete)) => mvcc::apply_delete(view, &delete).map(Response::DeleteRange),
-        Some(Request::Txn(txn)) => mvcc::plan_txn(view, &txn)
-            .and_then(|plan| mvcc::execute_txn(view, &txn, &plan))
-            .map(|response| Response::Txn(response)),
+        Some(Request::Txn(txn)) => {
+            mvcc::plan_txn(view, &txn).and_then(|plan| mvcc::execute_txn(view, &txn, &plan)).map(Response::Txn)
+        }
         Some(Request::Compaction(compaction)) => compact(view, &compaction).map(Response::Compaction),
         Some(Request::LeaseGrant(grant)) => view.grant_lease(grant.id, grant.ttl).map(|()| {
             Response::LeaseGrant(LeaseGrantResponse {

@@ -165,7 +165,7 @@ fn import_into(
         let value = reader.field()?;
         insert(&transaction, tag[0], &key, &value)?;
         records += 1;
-        if records % IMPORT_BATCH == 0 {
+        if records.is_multiple_of(IMPORT_BATCH) {
             transaction.commit()?;
             transaction = begin(&database, false)?;
         }

@@ -71,8 +71,8 @@ fn last_change_at_or_below(
     if at < 0 {
         return Ok(None);
     }
-    let range = revisions.range::<(&[u8], u64, u64)>((key, 0, 0)..=(key, at as u64, u64::MAX))?;
-    match range.rev().next() {
+    let mut range = revisions.range::<(&[u8], u64, u64)>((key, 0, 0)..=(key, at as u64, u64::MAX))?;
+    match range.next_back() {
         Some(row) => {
             let (stored, deleted) = row?;
             let (_, main, sub) = stored.value();

@@ -204,7 +204,7 @@ impl WatchStream {
             self.next_id += 1;
             self.next_id - 1
         };
-        let filters = |filter: FilterType| create.filters.iter().any(|value| *value == filter as i32);
+        let filters = |filter: FilterType| create.filters.contains(&(filter as i32));
         let watcher = Watcher {
             key,
             range_end: create.range_end.clone(),
@@ -288,7 +288,7 @@ impl WatchStream {
                 return self.send(response).await;
             }
             let Ok(changes) = view.history(watcher.next_revision, current, CATCH_UP_REVISIONS) else { return Ok(()) };
-            let reached = changes.last().map(|change| change_revision(change)).unwrap_or(current);
+            let reached = changes.last().map(change_revision).unwrap_or(current);
             let done = changes.is_empty() || reached >= current;
             let events: Vec<Event> = changes.into_iter().map(event).filter(|event| watcher.wants(event)).collect();
             let next = if done { current + 1 } else { reached + 1 };
@@ -308,10 +308,10 @@ impl WatchStream {
         let Some(watcher) = self.watchers.get_mut(&id) else { return Ok(()) };
         watcher.sent_since_tick = true;
         let fragment = watcher.fragment;
-        if watcher.prev_kv {
-            if let Ok(view) = self.shared.read_view() {
-                add_previous_values(&view, &mut events);
-            }
+        if watcher.prev_kv
+            && let Ok(view) = self.shared.read_view()
+        {
+            add_previous_values(&view, &mut events);
         }
         let response = WatchResponse { header: self.header(revision), watch_id: id, events, ..Default::default() };
         if !fragment || response.encoded_len() < self.max_response_bytes || response.events.len() < 2 {
