@@ -176,7 +176,7 @@ pub const FOREIGN: &[Foreign] = &[
     row(
         "cors",
         Value,
-        "",
+        "*",
         Refused("Keel serves no browser API yet; a CORS restriction is a security setting and is never ignored"),
     ),
     row(

@@ -2,8 +2,8 @@
 //! - `--config-file` (or `ETCD_CONFIG_FILE`): etcd's YAML file, with etcd's keys; every other flag and
 //!   `ETCD_*` variable is then ignored, as etcd does (and a line says so);
 //! - otherwise the command line, then `ETCD_<FLAG>` variables (`KEEL_<FLAG>` for Keel's own flags) for
-//!   the flags the command line does not set: a variable shadowed by a flag, or one that names no flag, is
-//!   reported as etcd reports it.
+//!   the flags the command line does not set. As in etcd, a variable for a flag the command line also
+//!   sets is refused (etcd exits on it), and one that names no flag is reported and ignored.
 //!
 //! Go's flag syntax is accepted too: `-name value` (one dash) and `--flag=value`; a bool flag alone means
 //! true. Every source ends up as one argument list parsed by clap, so each value is checked the same way.
@@ -98,7 +98,11 @@ pub fn load(arguments: Vec<OsString>, environment: Vec<(String, String)>) -> Res
             from_file(Path::new(&path), &names, &mut notes)?
         }
         None => {
-            let mut list = from_environment(&environment, &names, &given, &mut notes);
+            let mut conflicts = Vec::new();
+            let mut list = from_environment(&environment, &names, &given, &mut notes, &mut conflicts);
+            if !conflicts.is_empty() {
+                return Err(LoadError::Refused(conflicts));
+            }
             list.extend(arguments);
             list
         }
@@ -176,6 +180,7 @@ fn from_environment(
     names: &BTreeSet<String>,
     given: &BTreeSet<String>,
     notes: &mut Vec<String>,
+    conflicts: &mut Vec<String>,
 ) -> Vec<OsString> {
     let mut list = Vec::new();
     let mut used = BTreeSet::new();
@@ -184,7 +189,7 @@ fn from_environment(
         let Some((_, value)) = environment.iter().find(|(name, _)| *name == variable) else { continue };
         used.insert(variable.clone());
         if given.contains(flag) {
-            notes.push(format!(
+            conflicts.push(format!(
                 "conflicting environment variable {variable:?} is shadowed by corresponding command-line flag \
                  (either unset environment variable or disable flag)"
             ));
@@ -299,22 +304,31 @@ mod tests {
         let loaded = load(
             arguments(&["-name", "a", "--initial-cluster-token=t", "--pre-vote", "--logger", "zap"]),
             environment(&[
-                ("ETCD_NAME", "b"),
+                ("ETCD_DATA_DIR", "/var/lib/etcd"),
                 ("ETCD_SNAPSHOT_COUNT", "7"),
                 ("ETCD_BOGUS", "1"),
                 ("KEEL_AUTO_DEFRAG_THRESHOLD", "0.5"),
             ]),
         )
         .unwrap();
-        assert_eq!(loaded.config.name, "a", "the command line wins over ETCD_NAME");
+        assert_eq!(loaded.config.name, "a");
+        assert_eq!(loaded.config.data_dir.as_deref(), Some(Path::new("/var/lib/etcd")));
         assert_eq!(loaded.config.snapshot_count, 7);
         assert_eq!(loaded.config.auto_defrag_threshold, 0.5);
         assert_eq!(loaded.config.initial_cluster_token, "t");
         let notes = loaded.notes.join("\n");
-        assert!(notes.contains("\"ETCD_NAME\" is shadowed"), "{notes}");
         assert!(notes.contains("unrecognized environment variable ETCD_BOGUS=1"), "{notes}");
         assert!(notes.contains("--pre-vote=true has no effect"), "{notes}");
         assert!(notes.contains("--logger=zap has no effect"), "{notes}");
+    }
+
+    #[test]
+    fn a_variable_for_a_flag_also_given_is_refused_as_etcd_does() {
+        let Err(LoadError::Refused(reasons)) = load(arguments(&["--name", "a"]), environment(&[("ETCD_NAME", "b")]))
+        else {
+            panic!("etcd exits on a variable shadowed by a flag");
+        };
+        assert!(reasons[0].contains("\"ETCD_NAME\" is shadowed"), "{reasons:?}");
     }
 
     #[test]
