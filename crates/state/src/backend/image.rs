@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! "KEELIMG1"
-//! record*:  table: u8 (2..=8; 1 in older images) | key length: u32 BE | key | value length: u32 BE | value
+//! record*:  table: u8 (a tag of `tables::TABLES`, 2..=8; 1 in older images) | key length: u32 BE | key |
+//!           value length: u32 BE | value
 //! end:      0u8 | sha256 of every byte before it (32 bytes)
 //! ```
 //!
@@ -14,9 +15,10 @@
 //! is restored as it is and converted when the restored file is opened.
 
 use super::legacy::KEY_INDEX;
-use super::{KEY_HEADS, KEY_REVISIONS, KV, LEASE_KEYS, LEASES, MEMBERS, META, meta, read_u64, sync_parent};
+use super::tables::{self, TABLES};
+use super::{META, meta, read_u64, sync_parent};
 use crate::error::StateError;
-use redb::{Database, Durability, ReadableTable, WriteTransaction};
+use redb::{Database, Durability, WriteTransaction};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -25,13 +27,8 @@ const MAGIC: &[u8; 8] = b"KEELIMG1";
 const END: u8 = 0;
 /// The key index of older images (see `super::legacy`).
 const TABLE_KEY_INDEX: u8 = 1;
-const TABLE_KV: u8 = 2;
-const TABLE_META: u8 = 3;
-const TABLE_LEASES: u8 = 4;
-const TABLE_LEASE_KEYS: u8 = 5;
-const TABLE_MEMBERS: u8 = 6;
-const TABLE_KEY_HEADS: u8 = 7;
-const TABLE_KEY_REVISIONS: u8 = 8;
+/// The meta table's tag (a member's own identity is left out of images; see [`export`]).
+const META_TAG: u8 = 3;
 /// Records inserted per (non-durable) import transaction.
 const IMPORT_BATCH: u64 = 50_000;
 /// A record field larger than this is refused as corrupt (etcd's own requests are far smaller).
@@ -66,45 +63,17 @@ pub fn export(
         revision: read_u64(&meta_table, meta::REVISION)? as i64,
         ..ImageInfo::default()
     };
-    for row in meta_table.iter()? {
-        let (key, value) = row?;
-        if !skip_meta.contains(&key.value()) {
-            writer.record(TABLE_META, key.value().as_bytes(), value.value())?;
-        }
-    }
-    for row in transaction.open_table(MEMBERS)?.iter()? {
-        let (id, value) = row?;
-        writer.record(TABLE_MEMBERS, &id.value().to_be_bytes(), value.value())?;
-    }
-    for row in transaction.open_table(LEASES)?.iter()? {
-        let (id, value) = row?;
-        writer.record(TABLE_LEASES, &id.value().to_be_bytes(), value.value())?;
-    }
-    for row in transaction.open_table(LEASE_KEYS)?.iter()? {
-        let (key, _) = row?;
-        let (id, user_key) = key.value();
-        writer.record(TABLE_LEASE_KEYS, &[&id.to_be_bytes()[..], user_key].concat(), &[])?;
-    }
-    for row in transaction.open_table(KEY_HEADS)?.iter()? {
-        let (key, value) = row?;
-        writer.record(TABLE_KEY_HEADS, key.value(), value.value())?;
-        writer.report(&mut progress);
-    }
-    for row in transaction.open_table(KEY_REVISIONS)?.iter()? {
-        let (key, deleted) = row?;
-        let (user_key, main, sub) = key.value();
-        let stored = [user_key, &main.to_be_bytes(), &sub.to_be_bytes()].concat();
-        writer.record(TABLE_KEY_REVISIONS, &stored, &[deleted.value()])?;
-        writer.report(&mut progress);
-    }
-    for row in transaction.open_table(KV)?.iter()? {
-        let (key, value) = row?;
-        let (main, sub) = key.value();
-        let mut revision = [0u8; 16];
-        revision[..8].copy_from_slice(&main.to_be_bytes());
-        revision[8..].copy_from_slice(&sub.to_be_bytes());
-        writer.record(TABLE_KV, &revision, value.value())?;
-        writer.report(&mut progress);
+    drop(meta_table);
+    for table in TABLES {
+        let is_meta = table.tag == META_TAG;
+        table.export(&transaction, &mut |key, value| {
+            if is_meta && skip_meta.iter().any(|name| name.as_bytes() == key) {
+                return Ok(());
+            }
+            writer.record(table.tag, key, value)?;
+            writer.report(&mut progress);
+            Ok(())
+        })?;
     }
     writer.write(&[END])?;
     let digest: [u8; 32] = writer.hasher.finalize_reset().into();
@@ -201,12 +170,9 @@ fn import_into(
         }
     };
     // Tables the image had no record for still exist, so readers always find them.
-    last.open_table(KEY_HEADS)?;
-    last.open_table(KEY_REVISIONS)?;
-    last.open_table(KV)?;
-    last.open_table(LEASES)?;
-    last.open_table(LEASE_KEYS)?;
-    last.open_table(MEMBERS)?;
+    for table in TABLES {
+        table.create(&last)?;
+    }
     last.commit()?;
     drop(database);
     sync_parent(path)?;
@@ -300,56 +266,15 @@ fn begin(database: &Database, durable: bool) -> Result<WriteTransaction, StateEr
     Ok(transaction)
 }
 
-/// A (main, sub) revision written as 16 bytes.
-fn revision(bytes: &[u8]) -> Result<(u64, u64), StateError> {
-    let revision: [u8; 16] = bytes.try_into().map_err(|_| corrupt("a revision is not 16 bytes"))?;
-    let main = u64::from_be_bytes(revision[..8].try_into().expect("8 bytes"));
-    let sub = u64::from_be_bytes(revision[8..].try_into().expect("8 bytes"));
-    Ok((main, sub))
-}
-
-fn insert(transaction: &WriteTransaction, table: u8, key: &[u8], value: &[u8]) -> Result<(), StateError> {
-    match table {
-        TABLE_KEY_INDEX => {
+fn insert(transaction: &WriteTransaction, tag: u8, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+    match (tag, tables::by_tag(tag)) {
+        (TABLE_KEY_INDEX, _) => {
             transaction.open_table(KEY_INDEX)?.insert(key, value)?;
         }
-        TABLE_KEY_HEADS => {
-            transaction.open_table(KEY_HEADS)?.insert(key, value)?;
-        }
-        TABLE_KEY_REVISIONS => {
-            let split = key.len().checked_sub(16).ok_or_else(|| corrupt("a key revision is shorter than 16 bytes"))?;
-            let (main, sub) = revision(&key[split..])?;
-            let [deleted] = value else { return Err(corrupt("a key revision's value is not one byte")) };
-            transaction.open_table(KEY_REVISIONS)?.insert((&key[..split], main, sub), *deleted)?;
-        }
-        TABLE_KV => {
-            let (main, sub) = revision(key)?;
-            transaction.open_table(KV)?.insert((main, sub), value)?;
-        }
-        TABLE_META => {
-            let name = std::str::from_utf8(key).map_err(|_| corrupt("a meta key is not UTF-8"))?;
-            transaction.open_table(META)?.insert(name, value)?;
-        }
-        TABLE_LEASES => {
-            transaction.open_table(LEASES)?.insert(id_of(key)?, value)?;
-        }
-        TABLE_LEASE_KEYS => {
-            if key.len() < 8 {
-                return Err(corrupt("a lease key record is too short"));
-            }
-            transaction.open_table(LEASE_KEYS)?.insert((id_of(&key[..8])?, &key[8..]), ())?;
-        }
-        TABLE_MEMBERS => {
-            transaction.open_table(MEMBERS)?.insert(id_of(key)?, value)?;
-        }
-        other => return Err(corrupt(&format!("unknown table tag {other}"))),
+        (_, Some(table)) => table.import(transaction, key, value)?,
+        (other, None) => return Err(corrupt(&format!("unknown table tag {other}"))),
     }
     Ok(())
-}
-
-fn id_of(key: &[u8]) -> Result<u64, StateError> {
-    let bytes: [u8; 8] = key.try_into().map_err(|_| corrupt("an id key is not 8 bytes"))?;
-    Ok(u64::from_be_bytes(bytes))
 }
 
 fn corrupt(what: &str) -> StateError {
@@ -428,6 +353,7 @@ impl<R: Read> ImageReader<R> {
 mod tests {
     use super::*;
     use crate::backend::Backend;
+    use crate::backend::{KEY_HEADS, KEY_REVISIONS, KV, LEASE_KEYS, LEASES, MEMBERS};
     use redb::ReadableTableMetadata;
 
     fn filled(dir: &Path) -> Backend {

@@ -1,6 +1,6 @@
 //! The embedded store: one redb file holding the key index, every retained revision, and the meta keys.
 //!
-//! Tables:
+//! Tables (listed once, in [`tables::TABLES`], which drives `Backend::open` and the image codec):
 //! - `key_heads`: user key -> its latest change; `key_revisions`: (user key, main, sub) -> whether that
 //!   retained change was a delete (see `crate::mvcc::index`). Files from before these two tables have
 //!   one `key_index` record per key instead, and are converted when opened (see [`legacy`]).
@@ -22,6 +22,7 @@ use std::sync::{Arc, RwLock};
 pub mod image;
 mod legacy;
 pub mod snapshot;
+pub(crate) mod tables;
 
 pub(crate) const KEY_HEADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_heads");
 pub(crate) const KEY_REVISIONS: TableDefinition<(&[u8], u64, u64), u8> = TableDefinition::new("key_revisions");
@@ -67,13 +68,10 @@ impl Backend {
         }
         let database = create_database(path)?;
         let transaction = database.begin_write()?;
-        transaction.open_table(KEY_HEADS)?;
-        transaction.open_table(KEY_REVISIONS)?;
+        for table in tables::TABLES {
+            table.create(&transaction)?;
+        }
         legacy::convert_key_index(&transaction)?;
-        transaction.open_table(KV)?;
-        transaction.open_table(LEASES)?;
-        transaction.open_table(LEASE_KEYS)?;
-        transaction.open_table(MEMBERS)?;
         {
             let mut meta_table = transaction.open_table(META)?;
             // As in etcd, an empty store is at revision 1: the first write makes revision 2.
