@@ -4,8 +4,10 @@
 //!
 //! The quota's cost estimates are etcd's own (`server/etcdserver/quota.go`): what a request would add.
 
+use crate::error::StateError;
 use keel_api::etcdserverpb::{AlarmMember, AlarmResponse, AlarmType, PutRequest, TxnRequest, request_op};
 use prost::Message;
+use redb::{ReadableTable, Table};
 
 /// The meta key holding the active alarms (an encoded `AlarmResponse` without header).
 pub const META_KEY: &str = "alarms";
@@ -21,6 +23,41 @@ pub fn decode(bytes: Option<&[u8]>) -> Vec<AlarmMember> {
 
 pub fn encode(alarms: &[AlarmMember]) -> Vec<u8> {
     AlarmResponse { header: None, alarms: alarms.to_vec() }.encode_to_vec()
+}
+
+/// The active alarms, as the meta table keeps them.
+pub(crate) fn active(
+    meta_table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<AlarmMember>, StateError> {
+    Ok(decode(meta_table.get(META_KEY)?.as_ref().map(|value| value.value())))
+}
+
+/// Raises an alarm (a no-op if it is already active); returns it.
+pub(crate) fn activate(
+    meta_table: &mut Table<'_, &str, &[u8]>,
+    raised: AlarmMember,
+) -> Result<AlarmMember, StateError> {
+    let mut alarms = active(meta_table)?;
+    if !alarms.contains(&raised) {
+        alarms.push(raised);
+        meta_table.insert(META_KEY, encode(&alarms).as_slice())?;
+    }
+    Ok(raised)
+}
+
+/// Clears an alarm; returns it if it was active.
+pub(crate) fn deactivate(
+    meta_table: &mut Table<'_, &str, &[u8]>,
+    cleared: AlarmMember,
+) -> Result<Option<AlarmMember>, StateError> {
+    let mut alarms = active(meta_table)?;
+    let before = alarms.len();
+    alarms.retain(|alarm| *alarm != cleared);
+    if alarms.len() == before {
+        return Ok(None);
+    }
+    meta_table.insert(META_KEY, encode(&alarms).as_slice())?;
+    Ok(Some(cleared))
 }
 
 pub fn is_active(alarms: &[AlarmMember], kind: AlarmType) -> bool {

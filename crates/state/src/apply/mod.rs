@@ -6,8 +6,10 @@
 
 use crate::alarm;
 use crate::backend::{self, Backend, META, meta};
+use crate::defrag_claim;
 use crate::error::StateError;
-use crate::lease::LeaseChange;
+use crate::lease::{LeaseChange, LeaseStore};
+use crate::member::MemberStore;
 use crate::mvcc::{self, Change, KeySpan, ReadView, Reader, WriteView};
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::{
@@ -141,21 +143,26 @@ impl StateMachine {
         let (last_index, last_term) = (last.index, last.term);
         let transaction = self.backend.begin_write(durable)?;
         {
-            let mut view = WriteView::open(&transaction)?;
+            let mut stores = Stores {
+                kv: WriteView::open(&transaction)?,
+                leases: LeaseStore::open(&transaction)?,
+                members: MemberStore::open(&transaction)?,
+            };
             for entry in &fresh {
                 if entry.data.is_empty() {
                     continue;
                 }
                 let request = InternalRequest::decode(entry.data)
                     .map_err(|error| StateError::BadEntry { index: entry.index, reason: error.to_string() })?;
-                let result = apply_request(&mut view, request.request)?;
+                let result = apply_request(&mut stores, request.request)?;
                 outcome.applied.push(Applied { id: request.id, index: entry.index, result });
             }
+            let view = &mut stores.kv;
             view.write_meta(meta::APPLIED_INDEX, last_index)?;
             view.write_meta(meta::APPLIED_TERM, last_term)?;
             view.store_live_keys()?;
             outcome.changes = view.take_changes();
-            outcome.lease_changes = view.take_lease_changes();
+            outcome.lease_changes = stores.leases.take_changes();
             self.state.revision = view.revision();
             self.state.compact_revision = view.compact_revision();
         }
@@ -187,25 +194,31 @@ fn stored_state(backend: &Backend) -> Result<AppliedState, StateError> {
     })
 }
 
+/// The stores one batch is applied to, inside one backend write transaction.
+struct Stores<'t> {
+    /// Revisions, put, delete, compaction; the meta table, where alarms and the defrag claim live.
+    kv: WriteView<'t>,
+    leases: LeaseStore<'t>,
+    members: MemberStore<'t>,
+}
+
 /// Applies one request; a request error leaves the store unchanged and goes back to the caller.
-fn apply_request(
-    view: &mut WriteView<'_>,
-    request: Option<Request>,
-) -> Result<Result<Response, EtcdError>, StateError> {
-    if let Some(refusal) = refused_by_alarm(view, request.as_ref())? {
+fn apply_request(stores: &mut Stores<'_>, request: Option<Request>) -> Result<Result<Response, EtcdError>, StateError> {
+    if let Some(refusal) = refused_by_alarm(&alarm::active(stores.kv.meta_table())?, request.as_ref()) {
         return Ok(Err(refusal));
     }
+    let Stores { kv: view, leases, members } = stores;
     view.begin();
     let result = match request {
         Some(Request::Put(put)) => {
-            mvcc::check_put(view, &put).and_then(|()| mvcc::apply_put(view, &put).map(Response::Put))
+            mvcc::check_put(view, leases, &put).and_then(|()| mvcc::apply_put(view, leases, &put).map(Response::Put))
         }
-        Some(Request::DeleteRange(delete)) => mvcc::apply_delete(view, &delete).map(Response::DeleteRange),
-        Some(Request::Txn(txn)) => {
-            mvcc::plan_txn(view, &txn).and_then(|plan| mvcc::execute_txn(view, &txn, &plan)).map(Response::Txn)
-        }
+        Some(Request::DeleteRange(delete)) => mvcc::apply_delete(view, leases, &delete).map(Response::DeleteRange),
+        Some(Request::Txn(txn)) => mvcc::plan_txn(view, leases, &txn)
+            .and_then(|plan| mvcc::execute_txn(view, leases, &txn, &plan))
+            .map(Response::Txn),
         Some(Request::Compaction(compaction)) => compact(view, &compaction).map(Response::Compaction),
-        Some(Request::LeaseGrant(grant)) => view.grant_lease(grant.id, grant.ttl).map(|()| {
+        Some(Request::LeaseGrant(grant)) => leases.grant(grant.id, grant.ttl).map(|()| {
             Response::LeaseGrant(LeaseGrantResponse {
                 header: Some(header(view)),
                 id: grant.id,
@@ -213,21 +226,17 @@ fn apply_request(
                 error: String::new(),
             })
         }),
-        Some(Request::LeaseRevoke(revoke)) => view
-            .revoke_lease(revoke.id)
+        Some(Request::LeaseRevoke(revoke)) => revoke_lease(view, leases, revoke.id)
             .map(|()| Response::LeaseRevoke(LeaseRevokeResponse { header: Some(header(view)) })),
         Some(Request::LeaseCheckpoint(checkpoint)) => checkpoint
             .checkpoints
             .iter()
-            .try_for_each(|lease| view.checkpoint_lease(lease.id, lease.remaining_ttl))
+            .try_for_each(|lease| leases.checkpoint(lease.id, lease.remaining_ttl))
             .map(|()| Response::LeaseCheckpoint(LeaseCheckpointResponse { header: Some(header(view)) })),
-        Some(Request::MemberAttributes(attributes)) => {
-            view.publish_member(&attributes).map(|()| Response::MemberPublished)
-        }
+        Some(Request::MemberAttributes(attributes)) => members.publish(&attributes).map(|()| Response::MemberPublished),
         Some(Request::Alarm(request)) => apply_alarm(view, &request).map(Response::Alarm),
-        Some(Request::DefragClaim(claim)) => {
-            view.defrag_claim(&claim).map(|(granted, holder)| Response::DefragClaim { granted, holder })
-        }
+        Some(Request::DefragClaim(claim)) => defrag_claim::apply(view.meta_table(), &claim)
+            .map(|(granted, holder)| Response::DefragClaim { granted, holder }),
         None => Err(EtcdError::KeyNotFound.into()),
     };
     view.end()?;
@@ -238,12 +247,19 @@ fn apply_request(
     }
 }
 
+/// Revokes a lease: every key attached to it is deleted (in key order, in one revision), then the lease.
+fn revoke_lease(view: &mut WriteView<'_>, leases: &mut LeaseStore<'_>, id: i64) -> Result<(), StateError> {
+    for key in leases.keys(id)? {
+        view.delete_range(KeySpan::Single(&key), leases)?;
+    }
+    leases.remove(id)
+}
+
 /// What the active alarms refuse (etcd's capped and corrupt appliers): with NOSPACE, puts and txns with
 /// puts; with CORRUPT, every write.
-fn refused_by_alarm(view: &WriteView<'_>, request: Option<&Request>) -> Result<Option<EtcdError>, StateError> {
-    let alarms = view.alarms()?;
+fn refused_by_alarm(alarms: &[AlarmMember], request: Option<&Request>) -> Option<EtcdError> {
     if alarms.is_empty() {
-        return Ok(None);
+        return None;
     }
     let writes = matches!(
         request,
@@ -256,8 +272,8 @@ fn refused_by_alarm(view: &WriteView<'_>, request: Option<&Request>) -> Result<O
                 | Request::LeaseRevoke(_)
         )
     );
-    if writes && alarm::is_active(&alarms, AlarmType::Corrupt) {
-        return Ok(Some(EtcdError::Corrupt));
+    if writes && alarm::is_active(alarms, AlarmType::Corrupt) {
+        return Some(EtcdError::Corrupt);
     }
     // A lease grant is checked against the quota when proposed, not here: etcd's capped applier lets it
     // through while the (member's own) file has room, which apply cannot know deterministically.
@@ -266,16 +282,17 @@ fn refused_by_alarm(view: &WriteView<'_>, request: Option<&Request>) -> Result<O
         Some(Request::Txn(txn)) => alarm::txn_cost(txn) > 0,
         _ => false,
     };
-    Ok((grows && alarm::is_active(&alarms, AlarmType::Nospace)).then_some(EtcdError::NoSpace))
+    (grows && alarm::is_active(alarms, AlarmType::Nospace)).then_some(EtcdError::NoSpace)
 }
 
 fn apply_alarm(view: &mut WriteView<'_>, request: &AlarmRequest) -> Result<AlarmResponse, StateError> {
     let named = AlarmMember { member_id: request.member_id, alarm: request.alarm };
     let alarms = match AlarmAction::try_from(request.action) {
-        Ok(AlarmAction::Activate) if request.alarm != AlarmType::None as i32 => vec![view.activate_alarm(named)?],
-        Ok(AlarmAction::Deactivate) => view.deactivate_alarm(named)?.into_iter().collect(),
-        Ok(AlarmAction::Get) => view
-            .alarms()?
+        Ok(AlarmAction::Activate) if request.alarm != AlarmType::None as i32 => {
+            vec![alarm::activate(view.meta_table(), named)?]
+        }
+        Ok(AlarmAction::Deactivate) => alarm::deactivate(view.meta_table(), named)?.into_iter().collect(),
+        Ok(AlarmAction::Get) => alarm::active(view.meta_table())?
             .into_iter()
             .filter(|alarm| request.alarm == AlarmType::None as i32 || alarm.alarm == request.alarm)
             .collect(),

@@ -5,6 +5,10 @@
 //! TTL it was granted (and the remaining TTL last checkpointed, so a new leader does not start long leases
 //! over from their full TTL).
 
+mod store;
+
+pub use store::LeaseStore;
+
 use crate::error::StateError;
 use keel_api::keelpb::LeaseRecord;
 use prost::Message;

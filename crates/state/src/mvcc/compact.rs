@@ -37,12 +37,15 @@ mod tests {
         let transaction = backend.begin_write(false).unwrap();
         {
             let mut view = WriteView::open(&transaction).unwrap();
+            let mut leases = crate::lease::LeaseStore::open(&transaction).unwrap();
             for batch in batches {
                 view.begin();
                 for (key, value) in *batch {
                     match value {
-                        Some(value) => drop(view.put(key.as_bytes(), value.as_bytes().to_vec(), 0).unwrap()),
-                        None => drop(view.delete_range(KeySpan::Single(key.as_bytes())).unwrap()),
+                        Some(value) => {
+                            drop(view.put(key.as_bytes(), value.as_bytes().to_vec(), 0, &mut leases).unwrap())
+                        }
+                        None => drop(view.delete_range(KeySpan::Single(key.as_bytes()), &mut leases).unwrap()),
                     }
                 }
                 view.end().unwrap();

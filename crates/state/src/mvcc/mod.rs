@@ -3,7 +3,8 @@
 //!
 //! [`ReadView`] reads one consistent backend snapshot; [`WriteView`] is the apply step's view inside one
 //! backend write transaction, and sees its own changes. Both implement [`Reader`], so range, compare and
-//! read-only transactions are written once.
+//! read-only transactions are written once. Leases are another store's: the writes reach them through
+//! [`LeaseKeys`] (attaching keys) and [`LeaseLookup`] (does a lease exist).
 
 mod compact;
 pub(crate) mod index;
@@ -52,7 +53,6 @@ pub trait Reader {
     /// The current revision as this view sees it (a write view counts its own pending changes).
     fn revision(&self) -> i64;
     fn compact_revision(&self) -> i64;
-    fn lease_exists(&self, id: i64) -> Result<bool, StateError>;
     /// The key's latest change, if the index has the key.
     fn head(&self, key: &[u8]) -> Result<Option<Head>, StateError>;
     /// The revision of the key's value at main revision `at` (None: the key did not exist then).
@@ -89,6 +89,17 @@ pub trait Reader {
         }
         Ok(at)
     }
+}
+
+/// Whether a lease exists: a put naming a lease that does not is refused.
+pub trait LeaseLookup {
+    fn lease_exists(&self, id: i64) -> Result<bool, StateError>;
+}
+
+/// What the key-value writes need of the lease store: moving a key between leases (0: none) as a put
+/// or delete changes the lease it is attached to.
+pub trait LeaseKeys: LeaseLookup {
+    fn attach(&mut self, key: &[u8], previous: i64, lease: i64) -> Result<(), StateError>;
 }
 
 /// How a write changes the store, in apply order; the watch hub will be fed from these.

@@ -4,7 +4,7 @@
 //! store as it was before the transaction, and the ops on that path are checked before any of them runs,
 //! so a transaction either applies whole or is refused with the store unchanged.
 
-use super::{KeySpan, Reader, WriteView};
+use super::{KeySpan, LeaseKeys, LeaseLookup, Reader, WriteView};
 use crate::error::StateError;
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -23,13 +23,18 @@ pub struct TxnPlan {
 }
 
 /// Evaluates the compares and checks the ops that will run. Fails without side effects.
-pub fn plan_txn(reader: &impl Reader, request: &TxnRequest) -> Result<TxnPlan, StateError> {
+pub fn plan_txn(reader: &impl Reader, leases: &impl LeaseLookup, request: &TxnRequest) -> Result<TxnPlan, StateError> {
     let mut branches = Vec::new();
-    plan_level(reader, request, &mut branches)?;
+    plan_level(reader, leases, request, &mut branches)?;
     Ok(TxnPlan { branches })
 }
 
-fn plan_level(reader: &impl Reader, request: &TxnRequest, branches: &mut Vec<bool>) -> Result<(), StateError> {
+fn plan_level(
+    reader: &impl Reader,
+    leases: &impl LeaseLookup,
+    request: &TxnRequest,
+    branches: &mut Vec<bool>,
+) -> Result<(), StateError> {
     let mut succeeded = true;
     for compare in &request.compare {
         if !evaluate(reader, compare)? {
@@ -41,7 +46,7 @@ fn plan_level(reader: &impl Reader, request: &TxnRequest, branches: &mut Vec<boo
     let ops = if succeeded { &request.success } else { &request.failure };
     for op in ops {
         match &op.request {
-            Some(Request::RequestPut(put)) => check_put(reader, put)?,
+            Some(Request::RequestPut(put)) => check_put(reader, leases, put)?,
             Some(Request::RequestRange(range)) if range.revision != 0 => {
                 if range.revision > reader.revision() {
                     return Err(EtcdError::FutureRevision.into());
@@ -50,7 +55,7 @@ fn plan_level(reader: &impl Reader, request: &TxnRequest, branches: &mut Vec<boo
                     return Err(EtcdError::Compacted.into());
                 }
             }
-            Some(Request::RequestTxn(nested)) => plan_level(reader, nested, branches)?,
+            Some(Request::RequestTxn(nested)) => plan_level(reader, leases, nested, branches)?,
             _ => {}
         }
     }
@@ -58,11 +63,11 @@ fn plan_level(reader: &impl Reader, request: &TxnRequest, branches: &mut Vec<boo
 }
 
 /// The checks a put must pass against the store before it is applied.
-pub(crate) fn check_put(reader: &impl Reader, put: &PutRequest) -> Result<(), StateError> {
+pub(crate) fn check_put(reader: &impl Reader, leases: &impl LeaseLookup, put: &PutRequest) -> Result<(), StateError> {
     if (put.ignore_value || put.ignore_lease) && reader.get(&put.key, reader.revision())?.is_none() {
         return Err(EtcdError::KeyNotFound.into());
     }
-    if put.lease != 0 && !reader.lease_exists(put.lease)? {
+    if put.lease != 0 && !leases.lease_exists(put.lease)? {
         return Err(EtcdError::LeaseNotFound.into());
     }
     Ok(())
@@ -113,15 +118,21 @@ fn holds(compare: &Compare, kv: &KeyValue) -> bool {
 }
 
 /// Runs the planned branch in `view` (inside one store write transaction).
-pub fn execute_txn(view: &mut WriteView<'_>, request: &TxnRequest, plan: &TxnPlan) -> Result<TxnResponse, StateError> {
+pub fn execute_txn(
+    view: &mut WriteView<'_>,
+    leases: &mut dyn LeaseKeys,
+    request: &TxnRequest,
+    plan: &TxnPlan,
+) -> Result<TxnResponse, StateError> {
     let mut branches = plan.branches.iter().copied();
-    let mut response = execute_level(view, request, &mut branches)?;
+    let mut response = execute_level(view, leases, request, &mut branches)?;
     response.header = Some(header(view.revision()));
     Ok(response)
 }
 
 fn execute_level(
     view: &mut WriteView<'_>,
+    leases: &mut dyn LeaseKeys,
     request: &TxnRequest,
     branches: &mut impl Iterator<Item = bool>,
 ) -> Result<TxnResponse, StateError> {
@@ -129,7 +140,7 @@ fn execute_level(
     let ops = if succeeded { &request.success } else { &request.failure };
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
-        responses.push(execute_op(view, op, branches)?);
+        responses.push(execute_op(view, leases, op, branches)?);
     }
     // Only the outermost response carries a revision; etcd leaves nested txn headers zeroed.
     Ok(TxnResponse { header: Some(ResponseHeader::default()), succeeded, responses })
@@ -137,21 +148,26 @@ fn execute_level(
 
 fn execute_op(
     view: &mut WriteView<'_>,
+    leases: &mut dyn LeaseKeys,
     op: &RequestOp,
     branches: &mut impl Iterator<Item = bool>,
 ) -> Result<ResponseOp, StateError> {
     let response = match &op.request {
         Some(Request::RequestRange(range)) => Response::ResponseRange(super::range(view, range)?),
-        Some(Request::RequestPut(put)) => Response::ResponsePut(apply_put(view, put)?),
-        Some(Request::RequestDeleteRange(delete)) => Response::ResponseDeleteRange(apply_delete(view, delete)?),
-        Some(Request::RequestTxn(nested)) => Response::ResponseTxn(execute_level(view, nested, branches)?),
+        Some(Request::RequestPut(put)) => Response::ResponsePut(apply_put(view, leases, put)?),
+        Some(Request::RequestDeleteRange(delete)) => Response::ResponseDeleteRange(apply_delete(view, leases, delete)?),
+        Some(Request::RequestTxn(nested)) => Response::ResponseTxn(execute_level(view, leases, nested, branches)?),
         None => return Err(EtcdError::KeyNotFound.into()),
     };
     Ok(ResponseOp { response: Some(response) })
 }
 
 /// A put, already checked with [`check_put`].
-pub(crate) fn apply_put(view: &mut WriteView<'_>, put: &PutRequest) -> Result<PutResponse, StateError> {
+pub(crate) fn apply_put(
+    view: &mut WriteView<'_>,
+    leases: &mut dyn LeaseKeys,
+    put: &PutRequest,
+) -> Result<PutResponse, StateError> {
     let existing = if put.ignore_value || put.ignore_lease { view.get(&put.key, view.revision())? } else { None };
     let value = match (&existing, put.ignore_value) {
         (Some(existing), true) => existing.value.clone(),
@@ -161,15 +177,16 @@ pub(crate) fn apply_put(view: &mut WriteView<'_>, put: &PutRequest) -> Result<Pu
         (Some(existing), true) => existing.lease,
         _ => put.lease,
     };
-    let previous = view.put(&put.key, value, lease)?;
+    let previous = view.put(&put.key, value, lease, leases)?;
     Ok(PutResponse { header: Some(header(view.revision())), prev_kv: previous.filter(|_| put.prev_kv) })
 }
 
 pub(crate) fn apply_delete(
     view: &mut WriteView<'_>,
+    leases: &mut dyn LeaseKeys,
     delete: &DeleteRangeRequest,
 ) -> Result<DeleteRangeResponse, StateError> {
-    let deleted = view.delete_range(KeySpan::new(&delete.key, &delete.range_end))?;
+    let deleted = view.delete_range(KeySpan::new(&delete.key, &delete.range_end), leases)?;
     Ok(DeleteRangeResponse {
         header: Some(header(view.revision())),
         deleted: deleted.len() as i64,
@@ -178,8 +195,8 @@ pub(crate) fn apply_delete(
 }
 
 /// A read-only transaction, served from a read view without going through the log.
-pub fn read_only_txn(reader: &impl Reader, request: &TxnRequest) -> Result<TxnResponse, StateError> {
-    let plan = plan_txn(reader, request)?;
+pub fn read_only_txn(reader: &(impl Reader + LeaseLookup), request: &TxnRequest) -> Result<TxnResponse, StateError> {
+    let plan = plan_txn(reader, reader, request)?;
     let mut branches = plan.branches.iter().copied();
     let mut response = read_only_level(reader, request, &mut branches)?;
     response.header = Some(header(reader.revision()));

@@ -1,15 +1,17 @@
-//! The two views of the store: a read snapshot and the apply step's write transaction.
+//! The two views of the store: a read snapshot (of every table, for the services' reads) and the apply
+//! step's write view, which keeps only the key-value store: revisions, put, delete and compaction. Leases,
+//! members, alarms and the defrag claim have stores of their own that `apply` composes with it.
 
 use super::index::{self, Head};
-use super::{Change, KeySpan, Reader};
+use super::{Change, KeySpan, LeaseKeys, LeaseLookup, Reader};
 use crate::alarm;
 use crate::backend::{self, Backend, KEY_HEADS, KEY_REVISIONS, KV, LEASE_KEYS, LEASES, MEMBERS, META, meta};
 use crate::error::StateError;
-use crate::lease::{self, LeaseChange};
+use crate::lease;
 use crate::revision::Revision;
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::AlarmMember;
-use keel_api::keelpb::{DefragClaim, LeaseRecord, MemberAttributes};
+use keel_api::keelpb::{LeaseRecord, MemberAttributes};
 use keel_api::mvccpb::KeyValue;
 use prost::Message;
 use redb::{ReadOnlyTable, ReadableTable, Table, WriteTransaction};
@@ -114,7 +116,7 @@ impl ReadView {
 
     /// The active alarms.
     pub fn alarms(&self) -> Result<Vec<AlarmMember>, StateError> {
-        Ok(alarm::decode(self.meta.get(alarm::META_KEY)?.as_ref().map(|value| value.value())))
+        alarm::active(&self.meta)
     }
 
     /// A CRC-32 of every stored revision up to `revision` (0: the current one), as etcd's HashKV: members
@@ -146,15 +148,7 @@ impl ReadView {
 
     /// What every member published about itself.
     pub fn member_attributes(&self) -> Result<Vec<MemberAttributes>, StateError> {
-        let mut members = Vec::new();
-        for item in self.members.iter()? {
-            let (_, bytes) = item?;
-            members.push(
-                MemberAttributes::decode(bytes.value())
-                    .map_err(|error| StateError::Corrupt(format!("member: {error}")))?,
-            );
-        }
-        Ok(members)
+        crate::member::all(&self.members)
     }
 
     /// A lease and the keys attached to it.
@@ -198,12 +192,15 @@ impl ReadView {
     }
 }
 
+impl LeaseLookup for ReadView {
+    fn lease_exists(&self, id: i64) -> Result<bool, StateError> {
+        Ok(lease::lookup(&self.leases, id)?.is_some())
+    }
+}
+
 impl Reader for ReadView {
     fn revision(&self) -> i64 {
         self.revision
-    }
-    fn lease_exists(&self, id: i64) -> Result<bool, StateError> {
-        Ok(lease::lookup(&self.leases, id)?.is_some())
     }
     fn compact_revision(&self) -> i64 {
         self.compact_revision
@@ -258,10 +255,6 @@ pub struct WriteView<'t> {
         Table<'t, (u64, u64), &'static [u8]>,
     >,
     pub(super) meta: Table<'t, &'static str, &'static [u8]>,
-    leases: Table<'t, u64, &'static [u8]>,
-    lease_keys: Table<'t, (u64, &'static [u8]), ()>,
-    members: Table<'t, u64, &'static [u8]>,
-    lease_changes: Vec<LeaseChange>,
     /// The last committed main revision.
     committed: i64,
     /// Sub revision of the next change in the open transaction; 0 means nothing changed yet.
@@ -287,10 +280,6 @@ impl<'t> WriteView<'t> {
             compact_revision: backend::read_i64_or(&meta_table, meta::COMPACT_REVISION, NEVER_COMPACTED)?,
             meta: meta_table,
             tables,
-            leases: transaction.open_table(LEASES)?,
-            lease_keys: transaction.open_table(LEASE_KEYS)?,
-            members: transaction.open_table(MEMBERS)?,
-            lease_changes: Vec::new(),
             next_sub: 0,
             changes: Vec::new(),
             live_keys,
@@ -298,115 +287,9 @@ impl<'t> WriteView<'t> {
         })
     }
 
-    /// Lease grants and revocations made since the view was opened, in order.
-    pub fn take_lease_changes(&mut self) -> Vec<LeaseChange> {
-        std::mem::take(&mut self.lease_changes)
-    }
-
-    /// The active alarms.
-    pub fn alarms(&self) -> Result<Vec<AlarmMember>, StateError> {
-        Ok(alarm::decode(self.meta.get(alarm::META_KEY)?.as_ref().map(|value| value.value())))
-    }
-
-    /// Raises an alarm (a no-op if it is already active); returns it.
-    pub fn activate_alarm(&mut self, raised: AlarmMember) -> Result<AlarmMember, StateError> {
-        let mut alarms = self.alarms()?;
-        if !alarms.contains(&raised) {
-            alarms.push(raised);
-            self.meta.insert(alarm::META_KEY, alarm::encode(&alarms).as_slice())?;
-        }
-        Ok(raised)
-    }
-
-    /// Clears an alarm; returns it if it was active.
-    pub fn deactivate_alarm(&mut self, cleared: AlarmMember) -> Result<Option<AlarmMember>, StateError> {
-        let mut alarms = self.alarms()?;
-        let before = alarms.len();
-        alarms.retain(|alarm| *alarm != cleared);
-        if alarms.len() == before {
-            return Ok(None);
-        }
-        self.meta.insert(alarm::META_KEY, alarm::encode(&alarms).as_slice())?;
-        Ok(Some(cleared))
-    }
-
-    /// A claim on (or release of) the cluster-wide right to defragment; returns whether it was granted
-    /// and who holds the right afterwards.
-    pub fn defrag_claim(&mut self, claim: &DefragClaim) -> Result<(bool, u64), StateError> {
-        const KEY: &str = meta::DEFRAG_CLAIM;
-        let current = self.meta.get(KEY)?.and_then(|value| DefragClaim::decode(value.value()).ok());
-        let holder = current.filter(|held| held.member_id != 0 && held.expires_ms > claim.now_ms);
-        let (granted, stored) = match (claim.release, holder) {
-            (true, Some(held)) if held.member_id == claim.member_id => (true, None),
-            (true, _) => (false, holder),
-            (false, Some(held)) if held.member_id != claim.member_id => (false, Some(held)),
-            (false, _) => (
-                true,
-                Some(DefragClaim {
-                    member_id: claim.member_id,
-                    release: false,
-                    now_ms: claim.now_ms,
-                    expires_ms: claim.expires_ms,
-                }),
-            ),
-        };
-        match stored {
-            Some(held) => self.meta.insert(KEY, held.encode_to_vec().as_slice())?,
-            None => self.meta.remove(KEY)?,
-        };
-        Ok((granted, stored.map_or(0, |held| held.member_id)))
-    }
-
-    /// Records what a member published about itself.
-    pub fn publish_member(&mut self, attributes: &MemberAttributes) -> Result<(), StateError> {
-        self.members.insert(attributes.id, attributes.encode_to_vec().as_slice())?;
-        Ok(())
-    }
-
-    /// Grants lease `id` (already chosen and TTL already adjusted by the proposer).
-    pub fn grant_lease(&mut self, id: i64, ttl: i64) -> Result<(), StateError> {
-        if lease::lookup(&self.leases, id)?.is_some() {
-            return Err(EtcdError::LeaseExists.into());
-        }
-        let record = LeaseRecord { id, ttl, remaining_ttl: 0 };
-        self.leases.insert(lease::storage_id(id), lease::encode(&record).as_slice())?;
-        self.lease_changes.push(LeaseChange::Granted { id, ttl });
-        Ok(())
-    }
-
-    /// Revokes lease `id`, deleting every key attached to it (in key order, in one revision).
-    pub fn revoke_lease(&mut self, id: i64) -> Result<(), StateError> {
-        if lease::lookup(&self.leases, id)?.is_none() {
-            return Err(EtcdError::LeaseNotFound.into());
-        }
-        for key in lease::keys(&self.lease_keys, id)? {
-            self.delete_range(KeySpan::Single(&key))?;
-        }
-        self.leases.remove(lease::storage_id(id))?;
-        self.lease_changes.push(LeaseChange::Revoked { id });
-        Ok(())
-    }
-
-    /// Records the remaining TTL the leader measured for lease `id` (unknown leases are skipped).
-    pub fn checkpoint_lease(&mut self, id: i64, remaining_ttl: i64) -> Result<(), StateError> {
-        let Some(mut record) = lease::lookup(&self.leases, id)? else { return Ok(()) };
-        record.remaining_ttl = remaining_ttl;
-        self.leases.insert(lease::storage_id(id), lease::encode(&record).as_slice())?;
-        self.lease_changes.push(LeaseChange::Checkpointed { id, remaining_ttl });
-        Ok(())
-    }
-
-    fn attach(&mut self, key: &[u8], previous: i64, lease: i64) -> Result<(), StateError> {
-        if previous == lease {
-            return Ok(());
-        }
-        if previous != 0 {
-            self.lease_keys.remove((lease::storage_id(previous), key))?;
-        }
-        if lease != 0 {
-            self.lease_keys.insert((lease::storage_id(lease), key), ())?;
-        }
-        Ok(())
+    /// The meta table, for the stores kept in it (alarms, the defrag claim) and the applied index.
+    pub(crate) fn meta_table(&mut self) -> &mut Table<'t, &'static str, &'static [u8]> {
+        &mut self.meta
     }
 
     /// Starts a write transaction of the store (one client request).
@@ -448,14 +331,20 @@ impl<'t> WriteView<'t> {
         revision
     }
 
-    /// Puts `value` at `key`; returns the previous value.
-    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<Option<KeyValue>, StateError> {
+    /// Puts `value` at `key`, attached to `lease` (0: none) in `leases`; returns the previous value.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        lease: i64,
+        leases: &mut dyn LeaseKeys,
+    ) -> Result<Option<KeyValue>, StateError> {
         let revision = self.next_revision();
         let previous = match self.tables.head(key)? {
             Some(head) if !head.deleted => Some(self.tables.change_at(head.latest)?),
             _ => None,
         };
-        self.attach(key, previous.as_ref().map_or(0, |kv| kv.lease), lease)?;
+        leases.attach(key, previous.as_ref().map_or(0, |kv| kv.lease), lease)?;
         // A put to a live key continues its generation; otherwise it starts one.
         let (create_revision, version) =
             previous.as_ref().map_or((revision.main, 1), |kv| (kv.create_revision, kv.version + 1));
@@ -469,8 +358,9 @@ impl<'t> WriteView<'t> {
         Ok(previous)
     }
 
-    /// Deletes every existing key in the span; returns their last values, in key order.
-    pub fn delete_range(&mut self, span: KeySpan<'_>) -> Result<Vec<KeyValue>, StateError> {
+    /// Deletes every existing key in the span (detaching it from its lease in `leases`); returns their last
+    /// values, in key order.
+    pub fn delete_range(&mut self, span: KeySpan<'_>, leases: &mut dyn LeaseKeys) -> Result<Vec<KeyValue>, StateError> {
         let mut doomed = Vec::new();
         self.tables.scan(span, &mut |key, head| {
             if !head.deleted {
@@ -482,7 +372,7 @@ impl<'t> WriteView<'t> {
         let mut deleted = Vec::with_capacity(doomed.len());
         for (key, modified) in doomed {
             let last = self.tables.change_at(modified)?;
-            self.attach(&key, last.lease, 0)?;
+            leases.attach(&key, last.lease, 0)?;
             deleted.push(last);
             let revision = self.next_revision();
             let tombstone = KeyValue { key: key.clone(), mod_revision: revision.main, ..Default::default() };
@@ -540,9 +430,6 @@ impl<'t> WriteView<'t> {
 impl Reader for WriteView<'_> {
     fn revision(&self) -> i64 {
         if self.next_sub > 0 { self.committed + 1 } else { self.committed }
-    }
-    fn lease_exists(&self, id: i64) -> Result<bool, StateError> {
-        Ok(lease::lookup(&self.leases, id)?.is_some())
     }
     fn compact_revision(&self) -> i64 {
         self.compact_revision
