@@ -43,14 +43,6 @@ pub struct Cluster {
     proxies: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Free ports for loopback runs.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .unwrap_or(0)
-}
-
 impl Cluster {
     /// Starts `size` members under `dir` (the network must exist, and the calling runtime must run in
     /// the hub namespace when there is one). `extra` flags go to every member. Where the network has
@@ -70,7 +62,7 @@ impl Cluster {
         for index in 0..size {
             let (client, peer, proxy_port) = match &network {
                 Network::Namespaces(_) => (2379, 2380, PROXY_PORT_BASE + index as u16),
-                Network::Loopback { .. } => (free_port(), free_port(), 0),
+                Network::Loopback { .. } => (keel_testkit::CLIENT_PORT, keel_testkit::PEER_PORT, 0),
             };
             let listener = tokio::net::TcpListener::bind(SocketAddr::new(network.hub_ip(), proxy_port))
                 .await
@@ -92,22 +84,15 @@ impl Cluster {
             std::fs::create_dir_all(&data_dir)?;
             let tmpfs = use_tmpfs && mount_tmpfs(&data_dir, disk_bytes).is_ok();
             let client_url = format!("http://{ip}:{client}");
-            let mut arguments: Vec<String> = vec![
-                "--name".into(),
-                format!("m{index}"),
-                "--data-dir".into(),
-                data_dir.join("data").display().to_string(),
-                "--listen-client-urls".into(),
-                client_url.clone(),
-                "--advertise-client-urls".into(),
-                client_url.clone(),
-                "--listen-peer-urls".into(),
-                format!("http://{ip}:{peer}"),
-                "--initial-advertise-peer-urls".into(),
-                advertised[index].clone(),
-                "--initial-cluster".into(),
-                initial.clone(),
-            ];
+            let mut arguments = keel_testkit::MemberFlags {
+                name: format!("m{index}"),
+                data_dir: data_dir.join("data"),
+                client_url: client_url.clone(),
+                listen_peer_url: format!("http://{ip}:{peer}"),
+                advertise_peer_url: advertised[index].clone(),
+                initial_cluster: initial.clone(),
+            }
+            .arguments();
             arguments.extend(extra.iter().cloned());
             members.push(Member {
                 name: format!("m{index}"),

@@ -6,8 +6,9 @@
 //! the hub: the members reach each other only through the proxies, so dropping what member `a` sends to
 //! member `b`'s proxy port cuts that direction of the link.
 //!
-//! Without them (not root, no `ip` or `iptables`, or KEEL_CHAOS_LOOPBACK set), every member listens on
-//! 127.0.0.1 and the proxies still add latency and loss (to every connection into or out of the member a
+//! Without them (not root, no `ip` or `iptables`, or KEEL_CHAOS_LOOPBACK set), every member listens on a
+//! loopback address of its own (the test kit's `fresh_host`, fixed ports: no race for free ports) and the
+//! proxies, on 127.0.0.1, still add latency and loss (to every connection into or out of the member a
 //! fault names, since the sender of a loopback connection cannot be told), but partitions and full disks
 //! are not available; the run says so.
 
@@ -25,7 +26,11 @@ pub const PROXY_PORT_BASE: u16 = 30000;
 
 pub enum Network {
     Namespaces(Namespaces),
-    Loopback { reason: String },
+    /// Each member on a loopback address of its own (the test kit's), with fixed ports: no port races.
+    Loopback {
+        reason: String,
+        hosts: Vec<Ipv4Addr>,
+    },
 }
 
 pub struct Namespaces {
@@ -38,12 +43,16 @@ pub struct Namespaces {
 impl Network {
     /// Namespaces if this process may make them, else loopback (with the reason).
     pub fn create(size: usize, tag: u16) -> Network {
+        let loopback = |reason: String| {
+            let hosts = (0..size).map(|_| keel_testkit::fresh_host().parse().expect("an IPv4 address")).collect();
+            Network::Loopback { reason, hosts }
+        };
         if std::env::var_os("KEEL_CHAOS_LOOPBACK").is_some() {
-            return Network::Loopback { reason: "KEEL_CHAOS_LOOPBACK is set".into() };
+            return loopback("KEEL_CHAOS_LOOPBACK is set".into());
         }
         match Namespaces::create(size, tag) {
             Ok(namespaces) => Network::Namespaces(namespaces),
-            Err(error) => Network::Loopback { reason: format!("{error:#}") },
+            Err(error) => loopback(format!("{error:#}")),
         }
     }
 
@@ -55,7 +64,7 @@ impl Network {
                 namespaces.members.last().map_or("", String::as_str),
                 namespaces.hub
             ),
-            Network::Loopback { reason } => {
+            Network::Loopback { reason, .. } => {
                 format!("loopback only (no network namespaces: {reason}); latency and loss by the proxy, NO partitions")
             }
         }
@@ -69,7 +78,7 @@ impl Network {
     pub fn member_ip(&self, index: usize) -> IpAddr {
         match self {
             Network::Namespaces(namespaces) => IpAddr::V4(namespaces.ip(index as u8 + 1)),
-            Network::Loopback { .. } => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Network::Loopback { hosts, .. } => IpAddr::V4(hosts[index]),
         }
     }
 

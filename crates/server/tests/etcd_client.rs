@@ -192,7 +192,7 @@ async fn status_and_member_list_describe_the_member() {
     let member = &members.members()[0];
     assert_eq!((member.id(), member.name()), (member_id, "keel-test"));
     assert_eq!(member.client_urls(), std::slice::from_ref(&server.endpoint));
-    assert_eq!(member.peer_urls(), [format!("http://127.0.0.1:{}", server.peer_port)]);
+    assert_eq!(member.peer_urls(), std::slice::from_ref(&server.peer_url));
 }
 
 #[tokio::test(flavor = "multi_thread")]

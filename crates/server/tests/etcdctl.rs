@@ -326,7 +326,7 @@ fn check_endpoint_status(endpoint: &str) {
 #[test]
 fn endpoint_status_and_health_with_a_bare_address() {
     let server = Server::keel(&[]);
-    check_endpoint_status(&format!("127.0.0.1:{}", server.client_port));
+    check_endpoint_status(&server.client_address());
 }
 
 #[test]
@@ -339,7 +339,7 @@ fn endpoint_status_and_health_with_a_url() {
 fn member_list_shows_the_single_member() {
     let server = Server::keel(&[]);
     let endpoint = server.endpoint.as_str();
-    let peer = format!("http://127.0.0.1:{}", server.peer_port);
+    let peer = server.peer_url.clone();
     let list = json(endpoint, &["member", "list"]);
     let members = list["members"].as_array().unwrap();
     assert_eq!(members.len(), 1, "{list}");
@@ -352,7 +352,7 @@ fn member_list_shows_the_single_member() {
     assert!(member.get("isLearner").is_none(), "{member}");
     let simple = run(endpoint, &["member", "list"]);
     assert_eq!(simple, format!("{member_id:x}, started, keel-test, {peer}, {endpoint}, false\n"));
-    let status = json(&format!("127.0.0.1:{}", server.client_port), &["endpoint", "status"]);
+    let status = json(&server.client_address(), &["endpoint", "status"]);
     assert_eq!(status[0]["Status"]["leader"].as_u64(), Some(member_id));
 }
 

@@ -179,8 +179,7 @@ async fn a_slow_wal_fsync_moves_the_histogram_and_is_warned_about() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_reports_peer_round_trips_bytes_and_one_leader() {
-    let port = common::free_port();
-    let metrics_url = format!("http://127.0.0.1:{port}");
+    let metrics_url = format!("http://{}:9090", common::fresh_host());
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(3, &[])).await.unwrap();
     let mut client = Client::connect(cluster.endpoints(), None).await.unwrap();
     for index in 0..20 {

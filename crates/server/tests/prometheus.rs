@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Cluster, free_port, try_http_get};
+use common::{Cluster, fresh_host, try_http_get};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,18 +43,18 @@ impl Prometheus {
         );
         let config_path = scratch.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
-        let port = free_port();
+        let host = fresh_host();
         let log = scratch.path().join("prometheus.log");
         let output = std::fs::File::create(&log).unwrap();
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!("--storage.tsdb.path={}", scratch.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--web.listen-address={host}:9090"))
             .stdout(Stdio::from(output.try_clone().unwrap()))
             .stderr(Stdio::from(output))
             .spawn()
             .unwrap();
-        Prometheus { child, url: format!("http://127.0.0.1:{port}"), log, _scratch: scratch }
+        Prometheus { child, url: format!("http://{host}:9090"), log, _scratch: scratch }
     }
 
     fn log(&self) -> String {
