@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Writes BENCHMARKS.md from the work dir of bench/compare.sh (python3, standard library only).
+"""Writes BENCHMARKS.md from the work dir of keel-bench compare (python3, standard library only).
 
     bench/report.py WORKDIR [--out BENCHMARKS.md]
 
-Reads, all written by compare.sh:
+Reads, all written by keel-bench compare:
   machine.json   the command, dates, versions, cores, memory, file system, fsync probes
   runs.jsonl     one line per keel-bench run: topology, workload, server, round, status, JSON path
   results/...    keel-bench's JSON of each run
@@ -23,7 +23,7 @@ import sys
 SERVERS = ("etcd", "keel")
 TOPOLOGIES = (("1-member", "1 member"), ("3-member", "3 members"))
 
-# What each workload of compare.sh is, in words; the exact keel-bench arguments go in the appendix.
+# What each workload of keel-bench compare is, in words; the exact keel-bench arguments go in the appendix.
 DESCRIPTIONS = {
     "put-1c": "put, 1 client",
     "put-16c": "put, 16 clients",
@@ -181,7 +181,7 @@ def header(machine, memory):
                   f"{number(memory.get('keys'))} keys in the memory workload. A smoke check of the "
                   "benchmark, not figures to quote.", ""]
     lines += [
-        f"Made by `{machine.get('command', 'bench/compare.sh')}` from {machine.get('started', '?')} to "
+        f"Made by `{machine.get('command', 'keel-bench compare')}` from {machine.get('started', '?')} to "
         f"{machine.get('finished', '?')} ({number((machine.get('wall_seconds') or 0) / 60, 1)} min). "
         f"Rounds: {machine.get('rounds', '?')}; every figure is the median of the rounds, every ratio "
         "is Keel / etcd from this same run.",
@@ -255,7 +255,7 @@ def goals(summaries, memory, machine):
         if key == "restart_ms":
             probes = [side.get("probe_ms") for side in (etcd, keel) if side.get("probe_ms") is not None]
             if probes:
-                note = f"includes one `etcdctl get` (~{ms(max(probes))} on a running server)"
+                note = f"includes one linearizable get (~{ms(max(probes))} on a running server)"
         rows.append((title, "<=", target, show(etcd.get(key)), show(keel.get(key)),
                      ratio(keel.get(key), etcd.get(key)), note))
 
@@ -362,7 +362,7 @@ def memory_section(memory):
     lines = [f"## Memory and size: {keys} keys", "",
              f"A fresh single member of each is loaded with {keys} distinct keys (key 32 B, value 256 B, "
              "64 clients over 4 connections), then stopped with SIGTERM and started again; restart time "
-             "runs from starting the process to the first answer to a linearizable `etcdctl get`.", "",
+             "runs from starting the process to the first answer to a linearizable get (a gRPC Range).", "",
              "| | etcd | Keel | Keel / etcd |", "|---|---|---|---|"]
 
     def load(side, what):
@@ -386,7 +386,7 @@ def memory_section(memory):
          keel.get("data_dir_bytes_on_disk"), mib),
         ("stop (SIGTERM to exit)", etcd.get("stop_ms"), keel.get("stop_ms"), ms),
         ("restart (start to first linearizable get)", etcd.get("restart_ms"), keel.get("restart_ms"), ms),
-        ("one `etcdctl get` on the running server (part of the above)", etcd.get("probe_ms"),
+        ("one linearizable get on the running server (part of the above)", etcd.get("probe_ms"),
          keel.get("probe_ms"), ms),
         ("RSS right after the restart", etcd.get("vm_rss_kb_after_restart"),
          keel.get("vm_rss_kb_after_restart"), mib_from_kb),
@@ -477,7 +477,7 @@ def appendix(runs, machine):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workdir", help="the work dir of a bench/compare.sh run")
+    parser.add_argument("workdir", help="the work dir of a keel-bench compare run")
     parser.add_argument("--out", default="BENCHMARKS.md", help="the report to write (default BENCHMARKS.md)")
     options = parser.parse_args()
 
@@ -486,7 +486,7 @@ def main():
     clusters = read_json(os.path.join(options.workdir, "clusters.json"), {})
     runs = read_runs(options.workdir)
     if not machine and not runs:
-        sys.exit(f"report.py: {options.workdir} has no machine.json and no runs.jsonl: not a compare.sh work dir")
+        sys.exit(f"report.py: {options.workdir} has no machine.json and no runs.jsonl: not a keel-bench compare work dir")
     summaries = summarize(runs)
 
     lines = (header(machine, memory) + goals(summaries, memory, machine) + results(summaries, runs)

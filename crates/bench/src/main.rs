@@ -7,7 +7,9 @@
 //! - [`run`]: the closed loop of `--clients` concurrent clients taking `--total` requests, with progress.
 //! - [`report`]: latencies into percentiles, a histogram, text and JSON.
 //! - [`workload`]: one module per workload.
+//! - [`compare`]: `keel-bench compare`, Keel and the real etcd side by side, for BENCHMARKS.md.
 
+mod compare;
 mod connect;
 mod report;
 mod run;
@@ -58,11 +60,20 @@ pub enum Workload {
     LeaseKeepalive,
     /// Linearizable or serializable gets mixed with puts over a preloaded key space.
     Mixed(workload::mixed::MixedOptions),
+    /// Starts etcd and Keel clusters side by side, runs every workload on both, writes BENCHMARKS.md.
+    Compare(compare::CompareOptions),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let options = Options::parse();
+    if let Workload::Compare(compare) = options.workload {
+        // Starts and stops processes and blocks on them: no async runtime around it.
+        return compare::compare(compare);
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(options))
+}
+
+async fn run(options: Options) -> anyhow::Result<()> {
     let connections = connect::Connections::open(&options.endpoints, options.conns).await?;
     let report = match &options.workload {
         Workload::Put(put) => workload::put::put(&options, &connections, put).await?,
@@ -71,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         Workload::Watch(watch) => workload::watch::watch(&options, &connections, watch).await?,
         Workload::LeaseKeepalive => workload::lease::keepalive(&options, &connections).await?,
         Workload::Mixed(mixed) => workload::mixed::mixed(&options, &connections, mixed).await?,
+        Workload::Compare(_) => unreachable!("compare runs before any connection"),
     };
     print!("{}", report.text());
     if let Some(path) = &options.json {
