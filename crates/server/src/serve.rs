@@ -32,6 +32,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// How long requests in flight may finish after the stop signal before their connections are closed.
+const GRACEFUL_STOP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// gRPC overhead allowed on top of `--max-request-bytes` (etcd's `grpcOverheadBytes`).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -366,19 +369,24 @@ async fn serve(
             )
             .add_service(ClusterServer::new(ClusterService::new(shared.clone())).max_decoding_message_size(max_receive))
             .add_service(
-                WatchServer::new(WatchService::new(
-                    shared.clone(),
-                    hub.clone(),
-                    settings.watch_progress_interval,
-                    // etcd fragments watch responses at the gRPC receive limit, not at --max-request-bytes.
-                    max_receive,
-                ))
+                WatchServer::new(WatchService {
+                    shared: shared.clone(),
+                    hub: hub.clone(),
+                    progress_interval: settings.watch_progress_interval,
+                    max_response_bytes: max_receive,
+                    shutdown: shutdown.clone(),
+                })
                 .max_decoding_message_size(max_receive)
                 .max_encoding_message_size(usize::MAX),
             )
             .add_service(
-                LeaseServer::new(LeaseService::new(shared.clone(), lessor.clone(), leader_link.clone()))
-                    .max_decoding_message_size(max_receive),
+                LeaseServer::new(LeaseService::new(
+                    shared.clone(),
+                    lessor.clone(),
+                    leader_link.clone(),
+                    shutdown.clone(),
+                ))
+                .max_decoding_message_size(max_receive),
             );
         let stop = shutdown.clone();
         servers.spawn(async move {
@@ -390,10 +398,25 @@ async fn serve(
         () = shutdown.raised() => tracing::info!("shutting down"),
         Some(result) = servers.join_next() => result.context("client server task")??,
     }
-    while let Some(result) = servers.join_next().await {
-        result.context("client server task")??;
+    // Streams end on the signal; requests still in flight get a moment, then their connections close.
+    let drained = tokio::time::timeout(GRACEFUL_STOP, async {
+        while let Some(result) = servers.join_next().await {
+            result.context("client server task")??;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    match drained {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                waited_ms = GRACEFUL_STOP.as_millis() as u64,
+                "client requests still in flight at stop; closing their connections"
+            );
+            servers.abort_all();
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// Serves the peer service on every peer listener, in the background, until the shutdown signal.

@@ -4,6 +4,7 @@
 use super::{Shared, etcd, status};
 use crate::lease::Lessor;
 use crate::peer::{LeaderLink, LeaseRoute};
+use crate::shutdown::Shutdown;
 use keel_api::EtcdError;
 use keel_api::etcdserverpb::lease_server::Lease;
 use keel_api::etcdserverpb::*;
@@ -22,6 +23,8 @@ pub struct LeaseService {
     shared: Arc<Shared>,
     lessor: Arc<Lessor>,
     leader: Arc<LeaderLink>,
+    /// Ends every keep-alive stream when the member stops.
+    shutdown: Shutdown,
 }
 
 /// Renews a lease where its clock is kept: here when leading, else on the leader.
@@ -76,8 +79,8 @@ where
 }
 
 impl LeaseService {
-    pub fn new(shared: Arc<Shared>, lessor: Arc<Lessor>, leader: Arc<LeaderLink>) -> Self {
-        LeaseService { shared, lessor, leader }
+    pub fn new(shared: Arc<Shared>, lessor: Arc<Lessor>, leader: Arc<LeaderLink>, shutdown: Shutdown) -> Self {
+        LeaseService { shared, lessor, leader, shutdown }
     }
 
     /// The time left on a lease, from the member that keeps the clocks.
@@ -136,7 +139,8 @@ impl Lease for LeaseService {
         let shared = self.shared.clone();
         let lessor = self.lessor.clone();
         let leader = self.leader.clone();
-        tokio::spawn(async move {
+        let responses = sender.clone();
+        super::spawn_stream(&self.shutdown, responses, async move {
             while let Ok(Some(request)) = requests.message().await {
                 // An unknown or expired lease answers TTL 0, as etcd's does.
                 let response = match renew(&lessor, &leader, request.id).await {

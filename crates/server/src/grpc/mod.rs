@@ -26,3 +26,25 @@ pub mod watch;
 
 use crate::errors::{etcd, mismatch, status};
 use crate::member::Shared;
+use crate::shutdown::Shutdown;
+use keel_api::EtcdError;
+use tokio::sync::mpsc;
+
+/// Runs a stream's task until it ends or the member stops; on stop, the client is told
+/// `etcdserver: server stopped` (UNAVAILABLE, so it reconnects elsewhere) and the stream ends, so a
+/// watch or keep-alive stream never holds the member's shutdown open.
+fn spawn_stream<T: Send + 'static>(
+    shutdown: &Shutdown,
+    sender: mpsc::Sender<Result<T, tonic::Status>>,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = task => {}
+            () = shutdown.raised() => {
+                let _ = sender.try_send(Err(etcd(EtcdError::Stopped)));
+            }
+        }
+    });
+}

@@ -1,6 +1,7 @@
 //! etcd's Watch service: each bidirectional stream gets its own task (see `crate::watch`).
 
 use super::Shared;
+use crate::shutdown::Shutdown;
 mod stream;
 
 use crate::watch::WatchHub;
@@ -17,21 +18,13 @@ use tonic::{Request, Response, Status, Streaming};
 const STREAM_QUEUE: usize = 64;
 
 pub struct WatchService {
-    shared: Arc<Shared>,
-    hub: Arc<WatchHub>,
-    progress_interval: Duration,
-    max_response_bytes: usize,
-}
-
-impl WatchService {
-    pub fn new(
-        shared: Arc<Shared>,
-        hub: Arc<WatchHub>,
-        progress_interval: Duration,
-        max_response_bytes: usize,
-    ) -> Self {
-        WatchService { shared, hub, progress_interval, max_response_bytes }
-    }
+    pub shared: Arc<Shared>,
+    pub hub: Arc<WatchHub>,
+    pub progress_interval: Duration,
+    /// etcd fragments watch responses at the gRPC receive limit, not at --max-request-bytes.
+    pub max_response_bytes: usize,
+    /// Ends every stream when the member stops.
+    pub shutdown: Shutdown,
 }
 
 type ResponseStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchResponse, Status>> + Send + 'static>>;
@@ -42,14 +35,18 @@ impl Watch for WatchService {
 
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
-        tokio::spawn(run_stream(
-            self.shared.clone(),
-            self.hub.clone(),
-            request.into_inner(),
-            sender,
-            self.progress_interval,
-            self.max_response_bytes,
-        ));
+        super::spawn_stream(
+            &self.shutdown,
+            sender.clone(),
+            run_stream(
+                self.shared.clone(),
+                self.hub.clone(),
+                request.into_inner(),
+                sender,
+                self.progress_interval,
+                self.max_response_bytes,
+            ),
+        );
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
     }
 }
