@@ -233,27 +233,35 @@ struct Listeners {
 impl Listeners {
     async fn bind(settings: &Settings) -> anyhow::Result<Self> {
         let mut listeners = Listeners { client: Vec::new(), peer: Vec::new(), http: Vec::new(), bound: Vec::new() };
-        for url in &settings.listen_peer_urls {
-            let listener = listen(url, "listen-peer-urls", "listening for peers").await?;
-            listeners.bound.push(("peer", url_text(url), listener.local_addr()?));
-            listeners.peer.push(listener);
-        }
-        for url in &settings.listen_client_urls {
-            let listener = listen(url, "listen-client-urls", "serving the etcd v3 API").await?;
-            listeners.bound.push(("client", url_text(url), listener.local_addr()?));
-            listeners.client.push((url.clone(), listener));
-        }
-        for url in &settings.listen_metrics_urls {
-            let listener = listen(url, "listen-metrics-urls", "serving /metrics and /health").await?;
-            listeners.bound.push(("metrics", url_text(url), listener.local_addr()?));
-            listeners.http.push(listener);
-        }
-        for url in &settings.listen_client_http_urls {
-            let listener = listen(url, "listen-client-http-urls", "serving HTTP (/health, /metrics)").await?;
-            listeners.bound.push(("client-http", url_text(url), listener.local_addr()?));
-            listeners.http.push(listener);
+        let peer = ("peer", "listen-peer-urls", "listening for peers");
+        listeners.peer =
+            listeners.bind_all(&settings.listen_peer_urls, peer).await?.into_iter().map(|(_, l)| l).collect();
+        let client = ("client", "listen-client-urls", "serving the etcd v3 API");
+        listeners.client = listeners.bind_all(&settings.listen_client_urls, client).await?;
+        let metrics = ("metrics", "listen-metrics-urls", "serving /metrics and /health");
+        let client_http = ("client-http", "listen-client-http-urls", "serving HTTP (/health, /metrics)");
+        for (urls, purpose) in
+            [(&settings.listen_metrics_urls, metrics), (&settings.listen_client_http_urls, client_http)]
+        {
+            let bound = listeners.bind_all(urls, purpose).await?;
+            listeners.http.extend(bound.into_iter().map(|(_, listener)| listener));
         }
         Ok(listeners)
+    }
+
+    /// Binds every URL of one flag; `(role, flag, what it serves)` name it in the log and the report.
+    async fn bind_all(
+        &mut self,
+        urls: &[url::Url],
+        (role, flag, serving): (&'static str, &str, &str),
+    ) -> anyhow::Result<Vec<(url::Url, TcpListener)>> {
+        let mut bound = Vec::with_capacity(urls.len());
+        for url in urls {
+            let listener = listen(url, flag, serving).await?;
+            self.bound.push((role, url_text(url), listener.local_addr()?));
+            bound.push((url.clone(), listener));
+        }
+        Ok(bound)
     }
 
     /// `--advertise-client-urls`, where a port 0 is replaced by the port the first client listener got
