@@ -407,7 +407,12 @@ async fn serve(
         Some(result) = servers.join_next() => result.context("client server task")??,
     }
     // Streams end on the signal; requests still in flight get a moment, then their connections close.
-    let drained = tokio::time::timeout(GRACEFUL_STOP, async {
+    // A fatal error is a fail-stop, as before the shutdown signal existed: no grace for requests in flight.
+    let patience = match shutdown.reason() {
+        Some(Reason::Fatal(_)) => std::time::Duration::ZERO,
+        _ => GRACEFUL_STOP,
+    };
+    let drained = tokio::time::timeout(patience, async {
         while let Some(result) = servers.join_next().await {
             result.context("client server task")??;
         }
